@@ -1,0 +1,98 @@
+#include "common/http/message.h"
+
+#include <doctest/doctest.h>
+
+using trellis::http::HeaderMap;
+using trellis::http::RequestHead;
+
+TEST_CASE("header lookups are case-insensitive and keep the original case") {
+  HeaderMap h;
+  h.add("X-Header-Add", "a");
+  h.add("content-type", "text/plain");
+  h.add("x-header-add", "b");
+  REQUIRE(h.get("x-HEADER-add") != nullptr);
+  CHECK(*h.get("x-HEADER-add") == "a");
+  CHECK(h.count("X-HEADER-ADD") == 2);
+  CHECK(h.joined("x-header-add") == "a,b");
+  CHECK(h.joined("missing").empty());
+  CHECK(h.get("missing") == nullptr);
+  CHECK(h[0].name == "X-Header-Add");
+  CHECK(h.byte_size() == 12 + 1 + 12 + 10 + 12 + 1);
+}
+
+TEST_CASE("set replaces every entry with one, in the first one's place") {
+  HeaderMap h;
+  h.add("a", "1");
+  h.add("X-Set", "old1");
+  h.add("b", "2");
+  h.add("x-set", "old2");
+  h.set("X-SET", "new");
+  REQUIRE(h.size() == 3);
+  CHECK(h[0].name == "a");
+  CHECK(h[1].name == "X-Set");
+  CHECK(h[1].value == "new");
+  CHECK(h[2].name == "b");
+  h.set("fresh", "v");
+  CHECK(h.size() == 4);
+  CHECK(*h.get("FRESH") == "v");
+}
+
+TEST_CASE("remove deletes every entry and reports how many") {
+  HeaderMap h;
+  h.add("X-Remove", "1");
+  h.add("keep", "k");
+  h.add("x-remove", "2");
+  CHECK(h.remove("x-REMOVE") == 2);
+  CHECK(h.size() == 1);
+  CHECK(h.remove("absent") == 0);
+}
+
+TEST_CASE("iequals compares ASCII case-insensitively and only equal lengths") {
+  CHECK(trellis::http::iequals("Content-Length", "content-length"));
+  CHECK_FALSE(trellis::http::iequals("content-length", "content-lengt"));
+  CHECK_FALSE(trellis::http::iequals("a\xc3\xa9", "A\xc3\x89"));  // non-ASCII is compared exactly
+  CHECK(trellis::http::iequals("", ""));
+}
+
+TEST_CASE("request target splits into path and query") {
+  RequestHead r;
+  r.target = "/path1?animal=whale&x=1";
+  CHECK(r.path() == "/path1");
+  CHECK(r.query() == "animal=whale&x=1");
+  r.target = "/plain";
+  CHECK(r.path() == "/plain");
+  CHECK(r.query().empty());
+  r.target = "/?";
+  CHECK(r.path() == "/");
+  CHECK(r.query().empty());
+  r.target = "";
+  CHECK(r.path().empty());
+}
+
+TEST_CASE("hop-by-hop fields are stripped, including those Connection names") {
+  HeaderMap h;
+  h.add("Connection", "keep-alive, X-Private , te");
+  h.add("Keep-Alive", "timeout=5");
+  h.add("X-Private", "secret");
+  h.add("Transfer-Encoding", "chunked");
+  h.add("Upgrade", "websocket");
+  h.add("Proxy-Connection", "close");
+  h.add("TE", "trailers");
+  h.add("X-Keep", "yes");
+  trellis::http::strip_hop_by_hop(h);
+  CHECK(h.size() == 2);
+  CHECK(*h.get("x-keep") == "yes");
+  CHECK(*h.get("te") == "trailers");
+
+  HeaderMap g;
+  g.add("TE", "gzip, trailers");
+  g.add("Connection", ",,, ,");  // malformed list: tolerated
+  trellis::http::strip_hop_by_hop(g);
+  CHECK(g.empty());
+}
+
+TEST_CASE("reason phrases") {
+  CHECK(trellis::http::reason_phrase(404) == "Not Found");
+  CHECK(trellis::http::reason_phrase(431) == "Request Header Fields Too Large");
+  CHECK(trellis::http::reason_phrase(799) == "Unknown");
+}
