@@ -1,0 +1,105 @@
+#include "common/http1/syntax.h"
+
+#include <array>
+
+#include "common/http/message.h"
+
+namespace trellis::http1 {
+namespace {
+
+constexpr std::array<bool, 256> make_tchar_table() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+
+constexpr std::array<bool, 256> kTchar = make_tchar_table();
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// reg-name and IPv4 characters: unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2).
+bool is_reg_name_char(char c) {
+  unsigned char u = static_cast<unsigned char>(c);
+  if (u < 0x80 && kTchar[u] && c != '^' && c != '`' && c != '|' && c != '#') return true;
+  return c == '(' || c == ')' || c == ',' || c == ';' || c == '=';
+}
+
+}  // namespace
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!kTchar[static_cast<unsigned char>(c)]) return false;
+  }
+  return true;
+}
+
+bool is_field_value(std::string_view s) {
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+bool is_target_char(char c) {
+  unsigned char u = static_cast<unsigned char>(c);
+  return u > 0x20 && u < 0x7f && c != '#';
+}
+
+bool is_authority(std::string_view s) {
+  if (s.empty()) return false;
+  std::string_view host = s;
+  std::string_view port;
+  if (s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (char c : s.substr(1, close - 1)) {
+      bool hex = is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+      if (!hex && c != ':' && c != '.') return false;
+    }
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      port = rest.substr(1);
+      if (port.empty()) return false;
+    }
+    host = {};
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon != std::string_view::npos) {
+      host = s.substr(0, colon);
+      port = s.substr(colon + 1);
+      if (port.empty()) return false;
+    }
+    if (host.empty()) return false;
+  }
+  for (char c : host) {
+    if (!is_reg_name_char(c)) return false;
+  }
+  for (char c : port) {
+    if (!is_digit(c)) return false;
+  }
+  return port.size() <= 5;
+}
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    if (http::iequals(trim_ows(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace trellis::http1
