@@ -87,3 +87,23 @@ using Status = Result<void>;
 inline Status ok_status() { return Status(); }
 
 }  // namespace trellis
+
+#define TRELLIS_CONCAT_INNER(a, b) a##b
+#define TRELLIS_CONCAT(a, b) TRELLIS_CONCAT_INNER(a, b)
+
+// Evaluates a Result; on error returns the error from the enclosing function,
+// otherwise assigns (or declares) `lhs` with its value:
+//   ASSIGN_OR_RETURN(auto port, parse_port(text));
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  ASSIGN_OR_RETURN_IMPL(TRELLIS_CONCAT(result_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)   \
+  auto tmp = (expr);                            \
+  if (!tmp.ok()) return std::move(tmp).error(); \
+  lhs = std::move(tmp).value()
+
+// Evaluates a Status (or Result); on error returns the error.
+#define RETURN_IF_ERROR(expr)                              \
+  do {                                                     \
+    auto status_ = (expr);                                 \
+    if (!status_.ok()) return std::move(status_).error();  \
+  } while (0)
