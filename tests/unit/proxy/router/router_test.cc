@@ -8,10 +8,12 @@
 #include <limits>
 #include <random>
 
-#include "tests/unit/proxy/router/allocation_counter.h"
+#include "tests/support/allocation/allocation_counter.h"
 #include "tests/unit/proxy/router/support.h"
 
 using namespace router_test;
+using trellis::testing::start_counting_allocations;
+using trellis::testing::stop_counting_allocations;
 
 namespace {
 

@@ -4,10 +4,10 @@
 
 #include <cstddef>
 
-namespace router_test {
+namespace trellis::testing {
 
 void start_counting_allocations();
 // Stops counting; returns the allocations made since start_counting_allocations().
 size_t stop_counting_allocations();
 
-}  // namespace router_test
+}  // namespace trellis::testing

@@ -1,6 +1,6 @@
 // Kept in its own translation unit: with the replaced operators inlined next
 // to their callers, GCC would flag malloc/free pairing as a new/delete mismatch.
-#include "tests/unit/proxy/router/allocation_counter.h"
+#include "tests/support/allocation/allocation_counter.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -19,7 +19,7 @@ void* operator new(size_t n) {
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
 
-namespace router_test {
+namespace trellis::testing {
 
 void start_counting_allocations() {
   allocations = 0;
@@ -31,4 +31,4 @@ size_t stop_counting_allocations() {
   return allocations.load();
 }
 
-}  // namespace router_test
+}  // namespace trellis::testing
