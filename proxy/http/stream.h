@@ -123,9 +123,10 @@ class UpstreamPool {
 };
 
 // Creates the exchange for each request a downstream connection receives.
-// The downstream connection owns what it returns and destroys it once the
-// stream is finished both ways or was reset; the exchange never deletes
-// itself. After on_downstream_reset() the stream's methods are no-ops.
+// The downstream connection owns what it returns and destroys it on the next
+// loop turn once the response has ended (the rest of a request body still
+// arriving is then dropped) or the stream was reset; the exchange never
+// deletes itself. After on_downstream_reset() the stream's methods are no-ops.
 class ExchangeFactory {
  public:
   virtual ~ExchangeFactory() = default;
