@@ -45,11 +45,11 @@ struct Cors {
 // remove, then set (replaces every entry of the name), then add (appends to
 // the existing value: "existing,added"; Set-Cookie gets its own line). Names
 // are case-insensitive; of entries naming the same header, the first counts.
-void apply_header_filter(const routes::HTTPHeaderFilter& filter, http::HeaderMap& headers);
+void apply_header_filter(const routes::HTTPHeaderFilter& filter, trellis::http::HeaderMap& headers);
 // The same on a request, where Host lives in `authority`: `set` of Host
 // replaces the authority; add or remove of Host are ignored.
 void apply_request_header_filter(const routes::HTTPHeaderFilter& filter,
-                                 http::RequestHead& request);
+                                 trellis::http::RequestHead& request);
 
 // ReplacePrefixMatch: `prefix` (without trailing '/', "" for "/") replaced by
 // `replacement` in `path`, by whole segments, never yielding "" ("/prefix/one"
@@ -69,12 +69,12 @@ std::string modified_path(const std::optional<routes::HTTPPathModifier>& modifie
 // the filter sets a scheme; else the Service port dialled), ":80" omitted for
 // http and ":443" for https, the path per the filter, the query preserved.
 std::string redirect_location(const routes::HTTPRequestRedirectFilter& filter, const Rule& rule,
-                              const Frontend& frontend, const http::RequestHead& request);
+                              const Frontend& frontend, const trellis::http::RequestHead& request);
 
 // URLRewrite on the request forwarded: hostname replaces the authority, the
 // path is replaced per the modifier, the query is kept.
 void apply_url_rewrite(const routes::HTTPURLRewriteFilter& filter, const Rule& rule,
-                       http::RequestHead& request);
+                       trellis::http::RequestHead& request);
 
 // Whether this request goes to the mirror too; `draw` uniform over uint64.
 bool mirror_selected(const Mirror& mirror, uint64_t draw);
@@ -89,19 +89,19 @@ void mirrors_of(const Rule& rule, const Backend* backend, F&& f) {
 }
 
 // A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method.
-bool is_cors_preflight(const http::RequestHead& request);
+bool is_cors_preflight(const trellis::http::RequestHead& request);
 // The proxy's answer to a preflight: 200, with the CORS headers when the
 // origin is allowed and without them when it is not.
-http::ResponseHead cors_preflight_response(const Cors& cors, const http::RequestHead& request);
+trellis::http::ResponseHead cors_preflight_response(const Cors& cors, const trellis::http::RequestHead& request);
 // Headers on the response to an actual cross-origin request from an allowed origin.
-void apply_cors_response(const Cors& cors, const http::RequestHead& request,
-                         http::ResponseHead& response);
+void apply_cors_response(const Cors& cors, const trellis::http::RequestHead& request,
+                         trellis::http::ResponseHead& response);
 
 // Request side: the rule's RequestHeaderModifier and URLRewrite, then the backend's.
-void apply_request_filters(const Rule& rule, const Backend* backend, http::RequestHead& request);
+void apply_request_filters(const Rule& rule, const Backend* backend, trellis::http::RequestHead& request);
 // Response side: the rule's ResponseHeaderModifier and the backend's, then CORS.
 void apply_response_filters(const Rule& rule, const Backend* backend,
-                            const http::RequestHead& request, http::ResponseHead& response);
+                            const trellis::http::RequestHead& request, trellis::http::ResponseHead& response);
 
 struct Action {
   enum class Kind {
@@ -110,14 +110,14 @@ struct Action {
   };
   Kind kind = Kind::respond;
   const Backend* backend = nullptr;  // forward; also set for 500/503 answered for a backend
-  http::ResponseHead response;       // respond
+  trellis::http::ResponseHead response;       // respond
 };
 
 // What to do with a request that matched `rule`: the ExtensionRef check (500),
 // a CORS preflight, a rule-level redirect, then the weighted backend (`draw`
 // uniform over uint64): none (500), invalid (500), unavailable (503), a
 // backend-level ExtensionRef (500) or redirect, or forward.
-Action decide(const Frontend& frontend, const Rule& rule, const http::RequestHead& request,
+Action decide(const Frontend& frontend, const Rule& rule, const trellis::http::RequestHead& request,
               uint64_t draw);
 
 }  // namespace trellis::proxy::router

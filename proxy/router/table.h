@@ -163,7 +163,7 @@ class Table {
   // The winning rule for a request on an http or grpc frontend, or nullptr
   // (404; for gRPC the proxy answers in gRPC form). Always nullptr for
   // passthrough frontends.
-  const Rule* match(const Frontend& frontend, const http::RequestHead& request) const;
+  const Rule* match(const Frontend& frontend, const trellis::http::RequestHead& request) const;
 
   const routes::RouteTable& source() const { return *source_; }
   const std::vector<std::unique_ptr<Frontend>>& frontends() const { return frontends_; }
