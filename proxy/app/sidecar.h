@@ -1,0 +1,56 @@
+// The sidecar process: admin server, route-table source and workers on top
+// of one main loop, and the drain sequence (SIGTERM or POST /drain): stop
+// accepting, let in-flight requests finish within --drain-timeout (HTTP/2
+// peers get GOAWAY), then stop.
+#pragma once
+
+#include <memory>
+
+#include "common/admin/server.h"
+#include "common/event/event_loop.h"
+#include "common/event/signal_watcher.h"
+#include "common/event/timer.h"
+#include "common/event/workers.h"
+#include "common/metrics/metrics.h"
+#include "proxy/app/routes_file.h"
+#include "proxy/app/worker.h"
+#include "proxy/config/proxy_config.h"
+#include "proxy/exchange/installed_table.h"
+
+namespace trellis::proxy::app {
+
+class Sidecar {
+ public:
+  // Binds every port and starts the workers; loads the routes file once.
+  static Result<std::unique_ptr<Sidecar>> start(const ProxyConfig& config);
+  ~Sidecar();
+
+  // Runs the main loop until the drain has finished. Returns the exit code.
+  int run();
+
+ private:
+  explicit Sidecar(const ProxyConfig& config);
+  Status init();
+  void install(LoadedTable table);
+  void register_admin_routes();
+  void begin_drain(const char* why);
+  void check_drained();
+
+  ProxyConfig config_;
+  metrics::Registry registry_;
+  std::unique_ptr<event::EventLoop> loop_;
+  std::unique_ptr<admin::Server> admin_;
+  std::shared_ptr<const WorkerEnvironment> env_;
+  std::unique_ptr<exchange::BudgetRegistry> budgets_;
+  std::vector<Worker*> workers_by_index_;  // owned by workers_; read only on the main thread
+  std::unique_ptr<event::Workers> workers_;
+  std::unique_ptr<RoutesFileWatcher> watcher_;
+  std::unique_ptr<event::SignalWatcher> signals_;
+  std::unique_ptr<event::Timer> drain_poll_;
+  std::shared_ptr<const routes::RouteTable> current_;  // for /config and /ready
+  metrics::InfoGauge version_info_;
+  bool draining_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_;
+};
+
+}  // namespace trellis::proxy::app

@@ -1,0 +1,53 @@
+// Time for the exchanges of one worker: a clock, one-shot alarms and deferred
+// tasks. Production uses the worker's EventLoop (LoopScheduler); tests drive a
+// manual one, so that timeouts, backoffs and latencies are exact and no test
+// waits on a wall clock.
+//
+// Loop thread only, like everything an exchange touches.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "common/event/event_loop.h"
+#include "common/event/timer.h"
+
+namespace trellis::proxy::exchange {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+// A one-shot alarm. Destroying it disarms it; arm() replaces a pending
+// schedule. Never destroy an Alarm from inside its own callback.
+class Alarm {
+ public:
+  virtual ~Alarm() = default;
+  virtual void arm(std::chrono::milliseconds after) = 0;
+  virtual void disarm() = 0;
+};
+
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  virtual TimePoint now() = 0;
+  virtual std::unique_ptr<Alarm> alarm(std::function<void()> fire) = 0;
+  // Runs `task` after the current callback has returned: for objects that
+  // must not die inside their own callback.
+  virtual void defer(std::function<void()> task) = 0;
+};
+
+// Backed by a worker's loop: steady_clock for the clock (sub-millisecond
+// latencies for the balancer and the duration histogram), event::Timer for
+// alarms, EventLoop::defer. The loop must outlive the scheduler and its alarms.
+class LoopScheduler final : public Scheduler {
+ public:
+  explicit LoopScheduler(event::EventLoop& loop) : loop_(loop) {}
+  TimePoint now() override { return std::chrono::steady_clock::now(); }
+  std::unique_ptr<Alarm> alarm(std::function<void()> fire) override;
+  void defer(std::function<void()> task) override { loop_.defer(std::move(task)); }
+
+ private:
+  event::EventLoop& loop_;
+};
+
+}  // namespace trellis::proxy::exchange
