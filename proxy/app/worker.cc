@@ -82,7 +82,7 @@ Status Worker::start(size_t index) {
                                                                      env_->inbound_budget));
 
   for (DirectionState* d : {&outbound_, &inbound_}) {
-    std::string name(downstream::direction_name(d->direction));
+    std::string name(http::direction_name(d->direction));
     ASSIGN_OR_RETURN(d->downstream_metrics, env_->downstream_families.resolve(d->direction));
     ASSIGN_OR_RETURN(d->splice_metrics.open, env_->downstream_families.connections_open.with_labels({name}));
     ASSIGN_OR_RETURN(d->splice_metrics.bytes_from_client, env_->tcp_received.with_labels({name}));

@@ -33,10 +33,6 @@ MalformedReason malformed_reason_for_status(int status) {
   }
 }
 
-std::string_view direction_name(http::Direction direction) {
-  return direction == http::Direction::inbound ? "inbound" : "outbound";
-}
-
 void DownstreamMetrics::count_request(trellis::http::Version version) const {
   switch (version) {
     case trellis::http::Version::http10: requests_http10.inc(); return;
@@ -66,7 +62,7 @@ Result<DownstreamMetricFamilies> DownstreamMetricFamilies::create(metrics::Regis
 }
 
 Result<DownstreamMetrics> DownstreamMetricFamilies::resolve(http::Direction direction) const {
-  std::string dir(direction_name(direction));
+  std::string dir(http::direction_name(direction));
   DownstreamMetrics m;
   auto open = connections_open.with_labels({dir});
   if (!open.ok()) return open.error();

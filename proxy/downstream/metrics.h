@@ -44,8 +44,6 @@ std::string_view malformed_reason_name(MalformedReason reason);
 // anything else is bad_request.
 MalformedReason malformed_reason_for_status(int status);
 
-// "outbound", "inbound".
-std::string_view direction_name(http::Direction direction);
 
 // Empty handles ignore updates: a default-constructed DownstreamMetrics
 // counts nothing.

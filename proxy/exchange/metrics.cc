@@ -127,12 +127,8 @@ std::string_view mirror_outcome_name(MirrorOutcome outcome) {
   return "unknown";
 }
 
-std::string_view direction_label(http::Direction direction) {
-  return direction == http::Direction::outbound ? "outbound" : "inbound";
-}
-
 std::vector<std::string> SeriesLabels::scope_values() const {
-  return {std::string(direction_label(direction)), parent_namespace, parent_name, parent_port,
+  return {std::string(http::direction_name(direction)), parent_namespace, parent_name, parent_port,
           route_kind, route_namespace, route_name, route_rule};
 }
 
@@ -186,7 +182,7 @@ Result<ExchangeMetrics> ExchangeMetrics::create(metrics::Registry& registry) {
   for (http::Direction d : {http::Direction::outbound, http::Direction::inbound}) {
     for (size_t r = 0; r < kLocalReasonCount; ++r) {
       std::vector<std::string> values = {
-          std::string(direction_label(d)),
+          std::string(http::direction_name(d)),
           std::string(local_reason_name(static_cast<LocalReason>(r)))};
       RETURN_IF_ERROR(assign(m.local[static_cast<size_t>(d)][r],
                              m.local_responses.with_labels(values)));

@@ -99,8 +99,6 @@ enum class MirrorOutcome {
 inline constexpr size_t kMirrorOutcomeCount = 5;
 std::string_view mirror_outcome_name(MirrorOutcome outcome);
 
-// "outbound", "inbound".
-std::string_view direction_label(http::Direction direction);
 
 // The label values of one series, before the per-family varying label.
 struct SeriesLabels {

@@ -2,6 +2,10 @@
 
 namespace trellis::proxy::http {
 
+std::string_view direction_name(Direction direction) {
+  return direction == Direction::inbound ? "inbound" : "outbound";
+}
+
 std::string_view failure_name(UpstreamFailure f) {
   switch (f) {
     case UpstreamFailure::connect_failed: return "connect_failed";

@@ -26,6 +26,9 @@ namespace trellis::proxy::http {
 
 enum class Direction { outbound, inbound };
 
+// "outbound" or "inbound": the `direction` label of every metric.
+std::string_view direction_name(Direction direction);
+
 // What the exchange knows about the connection a request arrived on.
 struct DownstreamInfo {
   Direction direction = Direction::outbound;

@@ -165,5 +165,5 @@ TEST_CASE("drain with nothing open reports drained at once; metric families regi
   CHECK(malformed_reason_name(MalformedReason::header_timeout) == "header_timeout");
   CHECK(malformed_reason_for_status(431) == MalformedReason::header_too_large);
   CHECK(malformed_reason_for_status(418) == MalformedReason::bad_request);
-  CHECK(direction_name(http::Direction::inbound) == "inbound");
+  CHECK(http::direction_name(http::Direction::inbound) == "inbound");
 }
