@@ -13,6 +13,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "common/base/utf8.h"
+
 namespace trellis::log {
 namespace {
 
@@ -62,33 +64,6 @@ void format_time(std::chrono::system_clock::time_point t, char* out, size_t size
   char base[32];
   strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(out, size, "%s.%03dZ", base, static_cast<int>(ms % 1000));
-}
-
-// Log fields often carry peer-controlled bytes (header values, paths). JSON
-// must stay valid, so invalid UTF-8 sequences become U+FFFD.
-std::string_view valid_utf8(std::string_view in, std::string& scratch) {
-  size_t i = 0;
-  bool valid = true;
-  while (i < in.size()) {
-    unsigned char c = static_cast<unsigned char>(in[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len != 0 && i + len <= in.size() && c != 0xC0 && c != 0xC1 && c <= 0xF4;
-    for (size_t k = 1; ok && k < len; ++k) {
-      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
-    }
-    if (!ok) {
-      if (valid) {
-        scratch.assign(in.data(), i);
-        valid = false;
-      }
-      scratch += "\xEF\xBF\xBD";
-      ++i;
-      continue;
-    }
-    if (!valid) scratch.append(in.data() + i, len);
-    i += len;
-  }
-  return valid ? in : std::string_view(scratch);
 }
 
 void write_string(rapidjson::Writer<rapidjson::StringBuffer>& w, std::string_view v) {

@@ -29,38 +29,10 @@ std::optional<uint64_t> parse_content_length(const std::string* value) {
 }  // namespace
 
 // One request and its response; the exchange's view of the client.
-class Http1ServerConnection::Stream final : public http::DownstreamStream {
+class Http1ServerConnection::Stream final
+    : public AttachedStream<Http1ServerConnection, Http1ServerConnection::Stream> {
  public:
-  Stream(Http1ServerConnection& connection, http::DownstreamInfo info)
-      : connection_(&connection), info_(std::move(info)) {}
-  // The exchange goes first, while the stream is whole: it may still call
-  // the (by then no-op) methods from its destructor.
-  ~Stream() override { exchange.reset(); }
-
-  const http::DownstreamInfo& info() const override { return info_; }
-  void send_response_head(h::ResponseHead&& head, bool end_stream) override {
-    if (connection_ != nullptr) connection_->send_head(*this, std::move(head), end_stream);
-  }
-  void send_response_data(std::string_view data, bool end_stream) override {
-    if (connection_ != nullptr) connection_->send_data(*this, data, end_stream);
-  }
-  void send_response_trailers(h::HeaderMap&& trailers) override {
-    if (connection_ != nullptr) connection_->send_trailers(*this, std::move(trailers));
-  }
-  void reset() override {
-    if (connection_ != nullptr) connection_->reset_from_exchange(*this);
-  }
-  void pause_request_body() override {
-    if (connection_ != nullptr) connection_->pause_body(*this);
-  }
-  void resume_request_body() override {
-    if (connection_ != nullptr) connection_->resume_body(*this);
-  }
-
-  void detach() { connection_ = nullptr; }
-  bool attached() const { return connection_ != nullptr; }
-
-  std::unique_ptr<http::DownstreamCallbacks> exchange;
+  using AttachedStream::AttachedStream;
 
   // The request.
   h::Version version = h::Version::http11;
@@ -84,10 +56,6 @@ class Http1ServerConnection::Stream final : public http::DownstreamStream {
   uint64_t remaining = 0;  // Content-Length bytes still owed
   bool close_after = false;
   bool congested_notified = false;
-
- private:
-  Http1ServerConnection* connection_;
-  http::DownstreamInfo info_;
 };
 
 Status validate(const Http1Options& o) {

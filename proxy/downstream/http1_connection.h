@@ -111,6 +111,8 @@ class Http1ServerConnection final : public ServerConnection,
 
  private:
   class Stream;
+  template <typename, typename>
+  friend class AttachedStream;
   // The decoder's handler; its on_error would clash with the socket's.
   class DecoderEvents final : public http1::RequestHandler {
    public:

@@ -21,50 +21,19 @@ void log_if_failed(const Status& s, std::string_view what) {
 }  // namespace
 
 // One HTTP/2 stream: the exchange's view of the client.
-class Http2ServerConnection::Stream final : public http::DownstreamStream {
+class Http2ServerConnection::Stream final
+    : public AttachedStream<Http2ServerConnection, Http2ServerConnection::Stream> {
  public:
   Stream(Http2ServerConnection& connection, int32_t stream_id, http::DownstreamInfo info)
-      : id(stream_id), connection_(&connection), info_(std::move(info)) {}
-  // The exchange goes first, while the stream is whole (see HTTP/1).
-  ~Stream() override { exchange.reset(); }
-
-  const http::DownstreamInfo& info() const override { return info_; }
-  void send_response_head(h::ResponseHead&& head, bool end_stream) override {
-    if (connection_ != nullptr) connection_->send_head(*this, std::move(head), end_stream);
-  }
-  void send_response_data(std::string_view data, bool end_stream) override {
-    if (connection_ != nullptr) connection_->send_data(*this, data, end_stream);
-  }
-  void send_response_trailers(h::HeaderMap&& trailers) override {
-    if (connection_ != nullptr) connection_->send_trailers(*this, std::move(trailers));
-  }
-  void reset() override {
-    if (connection_ != nullptr) connection_->reset_from_exchange(*this);
-  }
-  void pause_request_body() override {
-    if (connection_ != nullptr) connection_->pause_body(*this);
-  }
-  void resume_request_body() override {
-    if (connection_ != nullptr) connection_->resume_body(*this);
-  }
-
-  // The exchange is done with the stream: its calls become no-ops and it
-  // gets no more events.
-  void detach() { connection_ = nullptr; }
-  bool attached() const { return connection_ != nullptr; }
+      : AttachedStream(connection, std::move(info)), id(stream_id) {}
 
   const int32_t id;
-  std::unique_ptr<http::DownstreamCallbacks> exchange;
   bool request_complete = false;
   bool head_sent = false;
   bool response_complete = false;
   bool paused = false;
   size_t unconsumed = 0;  // request bytes delivered while paused, credit withheld
   bool congested_notified = false;
-
- private:
-  Http2ServerConnection* connection_;
-  http::DownstreamInfo info_;
 };
 
 Status validate(const Http2Options& o) {

@@ -78,6 +78,8 @@ class Http2ServerConnection final : public ServerConnection,
 
  private:
   class Stream;
+  template <typename, typename>
+  friend class AttachedStream;
 
   Http2ServerConnection(std::unique_ptr<net::TcpConnection> connection,
                         http::ExchangeFactory& factory, http::DownstreamInfo info,

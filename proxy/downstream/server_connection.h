@@ -24,8 +24,12 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
+
+#include "proxy/http/stream.h"
 
 namespace trellis::proxy::downstream {
 
@@ -69,6 +73,53 @@ class ServerConnection {
  private:
   ClosedCallback on_closed_;
   bool closed_ = false;
+};
+
+// The exchange's view of one request on a connection: forwards every call to
+// the connection while attached; after detach() (the exchange is done with
+// it, or the connection is going away) every call is a no-op. `Stream` is the
+// connection's own stream type (CRTP), `Connection` implements send_head,
+// send_data, send_trailers, reset_from_exchange, pause_body and resume_body
+// taking a Stream&.
+template <typename Connection, typename Stream>
+class AttachedStream : public http::DownstreamStream {
+ public:
+  AttachedStream(Connection& connection, http::DownstreamInfo info)
+      : connection_(&connection), info_(std::move(info)) {}
+  // The exchange goes first, while the stream is whole: it may still call
+  // the (by then no-op) methods from its destructor.
+  ~AttachedStream() override { exchange.reset(); }
+
+  const http::DownstreamInfo& info() const override { return info_; }
+  void send_response_head(trellis::http::ResponseHead&& head, bool end_stream) override {
+    if (connection_ != nullptr) connection_->send_head(self(), std::move(head), end_stream);
+  }
+  void send_response_data(std::string_view data, bool end_stream) override {
+    if (connection_ != nullptr) connection_->send_data(self(), data, end_stream);
+  }
+  void send_response_trailers(trellis::http::HeaderMap&& trailers) override {
+    if (connection_ != nullptr) connection_->send_trailers(self(), std::move(trailers));
+  }
+  void reset() override {
+    if (connection_ != nullptr) connection_->reset_from_exchange(self());
+  }
+  void pause_request_body() override {
+    if (connection_ != nullptr) connection_->pause_body(self());
+  }
+  void resume_request_body() override {
+    if (connection_ != nullptr) connection_->resume_body(self());
+  }
+
+  void detach() { connection_ = nullptr; }
+  bool attached() const { return connection_ != nullptr; }
+
+  std::unique_ptr<http::DownstreamCallbacks> exchange;
+
+ private:
+  Stream& self() { return static_cast<Stream&>(*this); }
+
+  Connection* connection_;
+  http::DownstreamInfo info_;
 };
 
 }  // namespace trellis::proxy::downstream
