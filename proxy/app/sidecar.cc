@@ -13,6 +13,7 @@ Sidecar::Sidecar(const ProxyConfig& config) : config_(config) {}
 Sidecar::~Sidecar() {
   // Workers first: their connections reference what the main thread built.
   watcher_.reset();
+  controller_.reset();
   if (workers_) (void)workers_->shutdown();
   workers_.reset();
   admin_.reset();
@@ -50,8 +51,17 @@ Status Sidecar::init() {
                                    return std::unique_ptr<event::WorkerState>(std::move(worker));
                                  }));
 
-  ASSIGN_OR_RETURN(watcher_, RoutesFileWatcher::start(*loop_, config_.routes_file, registry_,
-                                                      [this](LoadedTable t) { install(std::move(t)); }));
+  auto install_table = [this](LoadedTable t) { install(std::move(t)); };
+  if (config_.controller.port != 0) {
+    ControllerStreamOptions stream;
+    stream.controller = config_.controller;
+    stream.ns = config_.namespace_;
+    stream.connect_timeout = config_.connect_timeout;
+    ASSIGN_OR_RETURN(controller_, ControllerStream::start(*loop_, stream, registry_, install_table));
+  } else {
+    ASSIGN_OR_RETURN(watcher_, RoutesFileWatcher::start(*loop_, config_.routes_file, registry_,
+                                                        install_table));
+  }
   ASSIGN_OR_RETURN(signals_, event::SignalWatcher::create(*loop_, {SIGTERM, SIGINT}, [this](int signum) {
                      begin_drain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
                    }));

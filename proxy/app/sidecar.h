@@ -1,5 +1,6 @@
-// The sidecar process: admin server, route-table source and workers on top
-// of one main loop, and the drain sequence (SIGTERM or POST /drain): stop
+// The sidecar process: admin server, route-table source (--routes-file or
+// --controller; both feed install() with a parsed and compiled table) and
+// workers on top of one main loop, and the drain sequence (SIGTERM or POST /drain): stop
 // accepting, let in-flight requests finish within --drain-timeout (HTTP/2
 // peers get GOAWAY), then stop.
 #pragma once
@@ -12,6 +13,7 @@
 #include "common/event/timer.h"
 #include "common/event/workers.h"
 #include "common/metrics/metrics.h"
+#include "proxy/app/controller_stream.h"
 #include "proxy/app/routes_file.h"
 #include "proxy/app/worker.h"
 #include "proxy/config/proxy_config.h"
@@ -21,7 +23,8 @@ namespace trellis::proxy::app {
 
 class Sidecar {
  public:
-  // Binds every port and starts the workers; loads the routes file once.
+  // Binds every port and starts the workers; loads the routes file once, or
+  // starts streaming from the controller.
   static Result<std::unique_ptr<Sidecar>> start(const ProxyConfig& config);
   ~Sidecar();
 
@@ -44,7 +47,8 @@ class Sidecar {
   std::unique_ptr<exchange::BudgetRegistry> budgets_;
   std::vector<Worker*> workers_by_index_;  // owned by workers_; read only on the main thread
   std::unique_ptr<event::Workers> workers_;
-  std::unique_ptr<RoutesFileWatcher> watcher_;
+  std::unique_ptr<RoutesFileWatcher> watcher_;     // --routes-file
+  std::unique_ptr<ControllerStream> controller_;  // --controller
   std::unique_ptr<event::SignalWatcher> signals_;
   std::unique_ptr<event::Timer> drain_poll_;
   std::shared_ptr<const routes::RouteTable> current_;  // for /config and /ready

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/base/result.h"
@@ -13,6 +14,20 @@
 
 namespace trellis::proxy {
 
+// Where the controller's route-table stream is: an IP or a DNS name, and a port.
+struct HostPort {
+  std::string host;  // "10.0.0.1", "::1" (no brackets), "trellis-controller.trellis-system"
+  uint16_t port = 0;
+
+  // "host:port", IPv6 in brackets.
+  std::string to_string() const;
+};
+
+// "host:port", "[ipv6]:port". Errors: "invalid address 'x': missing port",
+// "... invalid port '0'", "... IPv6 addresses must be in brackets, as in
+// [::1]:15010", "... invalid host 'a_b' (want an IP address or a DNS name)".
+Result<HostPort> parse_host_port(std::string_view text);
+
 struct ProxyConfig {
   uint16_t outbound_port = 15001;
   uint16_t inbound_port = 15006;
@@ -20,8 +35,11 @@ struct ProxyConfig {
   int workers = 2;
   log::Level log_level = log::Level::info;
 
-  // Where route tables come from: a file (reloaded on atomic rename).
+  // Where route tables come from, exactly one of: a file (reloaded on atomic
+  // rename), or the controller's route-table stream for this pod's namespace.
   std::string routes_file;
+  HostPort controller;  // port 0: not set
+  std::string namespace_;
 
   // Inbound traffic is forwarded to the app on this address and the original port.
   std::string inbound_target_ip = "127.0.0.1";

@@ -50,7 +50,9 @@ TEST_CASE("environment equivalents, flags win") {
 }
 
 TEST_CASE("bad values are rejected with exact errors") {
-  CHECK(parse({}).error().message == "--routes-file: required (or set TRELLIS_ROUTES_FILE)");
+  CHECK(parse({}).error().message ==
+        "one of --routes-file or --controller is required (or set TRELLIS_ROUTES_FILE or "
+        "TRELLIS_CONTROLLER)");
   const std::vector<std::string> base = {"--routes-file", "/r.json"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> args = base;
@@ -76,7 +78,62 @@ TEST_CASE("--help documents every flag") {
   CHECK(parse({"--help"})->help);
   std::string help = proxy::proxy_help_text();
   for (const char* flag : {"--outbound-port", "--inbound-port", "--admin-port", "--workers", "--log-level",
-                           "--routes-file", "--detect-timeout", "--drain-timeout", "--retry-buffer-bytes"}) {
+                           "--routes-file", "--controller", "--namespace", "--detect-timeout",
+                           "--drain-timeout", "--retry-buffer-bytes"}) {
     CHECK_MESSAGE(help.find(flag) != std::string::npos, flag);
   }
+}
+
+TEST_CASE("--controller streams the route table of --namespace instead of a file") {
+  auto p = parse({"--controller", "trellis-controller.trellis-system:15010", "--namespace", "shop"});
+  REQUIRE(p.ok());
+  CHECK(p->config.routes_file.empty());
+  CHECK(p->config.controller.host == "trellis-controller.trellis-system");
+  CHECK(p->config.controller.port == 15010);
+  CHECK(p->config.namespace_ == "shop");
+
+  auto env = parse({}, {{"TRELLIS_CONTROLLER", "[fd00::1]:15010"}, {"TRELLIS_NAMESPACE", "bank"}});
+  REQUIRE(env.ok());
+  CHECK(env->config.controller.host == "fd00::1");
+  CHECK(env->config.controller.to_string() == "[fd00::1]:15010");
+  CHECK(env->config.namespace_ == "bank");
+  CHECK(parse({"--controller", "10.0.0.1:15010", "--namespace", "a"})->config.controller.to_string() ==
+        "10.0.0.1:15010");
+
+  CHECK(parse({"--controller", "10.0.0.1:15010", "--namespace", "a", "--routes-file", "/r.json"})
+            .error()
+            .message == "--routes-file and --controller are mutually exclusive");
+  CHECK(parse({"--controller", "10.0.0.1:15010"}).error().message ==
+        "--namespace: required with --controller (or set TRELLIS_NAMESPACE)");
+  CHECK(parse({"--controller", "10.0.0.1:15010", "--namespace", "Shop"}).error().message ==
+        "--namespace: invalid value 'Shop' (want a DNS label: 1-63 lowercase letters, digits and "
+        "'-', starting and ending with a letter or digit)");
+}
+
+TEST_CASE("--controller addresses are an IP or a DNS name and a port, with exact errors") {
+  auto error = [](const std::string& address) {
+    auto p = parse({"--controller", address, "--namespace", "a"});
+    REQUIRE_FALSE(p.ok());
+    return p.error().message;
+  };
+  CHECK(error("controller") == "--controller: invalid address 'controller': missing port");
+  CHECK(error("controller:0") == "--controller: invalid address 'controller:0': invalid port '0'");
+  CHECK(error("controller:http") == "--controller: invalid address 'controller:http': invalid port 'http'");
+  CHECK(error("controller:70000") ==
+        "--controller: invalid address 'controller:70000': invalid port '70000'");
+  CHECK(error("::1:15010") ==
+        "--controller: invalid address '::1:15010': IPv6 addresses must be in brackets, as in "
+        "[::1]:15010");
+  CHECK(error("[::1]") == "--controller: invalid address '[::1]': missing port");
+  CHECK(error("[nope]:1") == "--controller: invalid address '[nope]:1': 'nope' is not an IPv6 address");
+  CHECK(error("a_b:1") ==
+        "--controller: invalid address 'a_b:1': invalid host 'a_b' (want an IP address or a DNS name)");
+  CHECK(error("10.0.0.256:1") ==
+        "--controller: invalid address '10.0.0.256:1': invalid host '10.0.0.256' (want an IP "
+        "address or a DNS name)");
+  CHECK(error("-x.svc:1") ==
+        "--controller: invalid address '-x.svc:1': invalid host '-x.svc' (want an IP address or a "
+        "DNS name)");
+  CHECK(error(":15010") ==
+        "--controller: invalid address ':15010': invalid host '' (want an IP address or a DNS name)");
 }
