@@ -172,6 +172,10 @@ sandbox_build_component() {  # component
 sandbox_build_all() {
   local c
   for c in "${SANDBOX_COMPONENTS[@]}"; do sandbox_build_component "$c"; done
+  # The mesh conformance manifests the controller's integration tests apply
+  # live in the conformance module (a separate module at v1.6.1).
+  sandbox_go mod download "sigs.k8s.io/gateway-api/conformance@$GATEWAY_API_VERSION" >/dev/null ||
+    sandbox_die "cannot download sigs.k8s.io/gateway-api/conformance@$GATEWAY_API_VERSION"
 }
 
 # The directory of the sigs.k8s.io/gateway-api module (the CRDs come from it).
