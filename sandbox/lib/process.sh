@@ -39,7 +39,7 @@ sandbox_process_start() {  # name, command...
   shift
   sandbox_process_alive "$name" && return 0
   mkdir -p "$SANDBOX_PID_DIR" "$SANDBOX_LOG_DIR"
-  rm -f "$pidfile"
+  rm -f "$pidfile" "$pidfile.tmp"
   printf '\n==== %s: starting %s\n' "$(date -u +%FT%TZ)" "$*" >>"$SANDBOX_LOG_DIR/$name.log"
   # The inner shell records its own pid, then execs `ip netns exec`, which
   # execs the component: the recorded pid is the component's.
@@ -56,7 +56,7 @@ sandbox_process_start() {  # name, command...
   done
   read -r pid <"$pidfile.tmp" || sandbox_die "$name did not start (log: $SANDBOX_LOG_DIR/$name.log)"
   start=$(sandbox_proc_start_time "$pid")
-  [[ -n $start ]] || { sandbox_tail_log "$name"; sandbox_die "$name exited at once"; }
+  [[ -n $start ]] || { rm -f "$pidfile.tmp"; sandbox_tail_log "$name"; sandbox_die "$name exited at once"; }
   echo "$pid $start" >"$pidfile"
   rm -f "$pidfile.tmp"
 }
