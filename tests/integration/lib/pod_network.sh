@@ -7,6 +7,8 @@
 #
 #   source tests/integration/lib/pod_network.sh
 #   pn_create                        # trap pn_destroy EXIT is the caller's job
+#   (or pn_create_on_bridge trellis-node trellis0 10.78.0.1 16: pods on the
+#    sandbox node's bridge, where they reach the API server and the controller)
 #   pn_add_pod echo-v1
 #   pn_next_cluster_ip vip           # sets $vip: an address that exists nowhere
 #   pn_add_pod client "echo=$vip"    # name=IP entries for the pod's /etc/hosts
@@ -27,7 +29,12 @@ PN_INIT=${TRELLIS_INIT_BIN:-$PN_BUILD/proxy/init/trellis-init}
 PN_ECHO=${TRELLIS_ECHO_BIN:-$PN_BUILD/tests/support/echo/trellis-echo}
 PN_PROXY_UID=2790
 
-PN_PREFIX=""       # every namespace of this network starts with it
+PN_PREFIX=""       # every pod namespace of this network starts with it
+PN_SWITCH=""       # the namespace holding the bridge
+PN_BRIDGE=""
+PN_SWITCH_OWNED=0  # 1: pn_create made the switch, pn_destroy deletes it
+PN_GATEWAY=""      # the bridge's address, the pods' default route
+PN_PREFIX_LEN=""   # of the pods' addresses
 PN_DIR=""          # logs and route tables
 PN_SUBNET=""       # "10.a.b." : gateway .1, pods .2 and up
 PN_CLUSTER=""      # "10.96.b." : ClusterIPs .10 and up
@@ -71,13 +78,8 @@ pn_create() {
   local slot=$((($$ * 8 + PN_COUNTER) % 65536))
   PN_SUBNET="10.$((100 + (slot >> 8) % 100)).$((slot & 255))."
   PN_CLUSTER="10.96.$((slot & 255))."
-  PN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/trellis-pod-network-XXXXXX")
-  chmod 755 "$PN_DIR"  # the proxy (uid 2790) reads its route table here
-  PN_PODS=()
-  PN_PIDS=()
-  PN_IP=()
-  PN_NEXT_HOST=2
-  PN_NEXT_CLUSTER=10
+  pn_reset_state "$PN_PREFIX" br0 "${PN_SUBNET}1" 24
+  PN_SWITCH_OWNED=1
   if ! { ip netns add "$PN_PREFIX" &&
     ip -n "$PN_PREFIX" link set lo up &&
     ip -n "$PN_PREFIX" link add br0 type bridge &&
@@ -87,26 +89,57 @@ pn_create() {
   fi
 }
 
+# Pods on an existing bridge in another namespace (the sandbox node's), with
+# addresses in a /24 of the bridge's network chosen from this process's pid.
+# pn_destroy leaves that namespace and its bridge alone.
+pn_create_on_bridge() {  # namespace, bridge, gateway IPv4 (a.b.0.1), prefix length (<= 16)
+  [[ $(id -u) -eq 0 ]] || pn_fail "needs root (network namespaces, iptables)" || return 1
+  [[ -e /run/netns/$1 ]] || pn_fail "no network namespace $1" || return 1
+  ip -n "$1" link show "$2" >/dev/null 2>&1 || pn_fail "no bridge $2 in $1" || return 1
+  pn_remove_stale
+  PN_COUNTER=$((PN_COUNTER + 1))
+  PN_PREFIX="trit$$-$PN_COUNTER"
+  local base=${3%.*.*}
+  PN_SUBNET="$base.$((1 + ($$ * 8 + PN_COUNTER) % 254))."
+  PN_CLUSTER=""
+  pn_reset_state "$1" "$2" "$3" "$4"
+  PN_SWITCH_OWNED=0
+}
+
+pn_reset_state() {  # switch namespace, bridge, gateway, prefix length
+  PN_SWITCH=$1 PN_BRIDGE=$2 PN_GATEWAY=$3 PN_PREFIX_LEN=$4
+  PN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/trellis-pod-network-XXXXXX")
+  chmod 755 "$PN_DIR"  # the proxy (uid 2790) reads its route table here
+  PN_PODS=()
+  PN_PIDS=()
+  PN_IP=()
+  PN_NEXT_HOST=2
+  PN_NEXT_CLUSTER=10
+}
+
 pn_next_cluster_ip() {  # variable name
+  [[ -n $PN_CLUSTER ]] || pn_fail "this network's ClusterIPs come from its API server" || return 1
   printf -v "$1" '%s%d' "$PN_CLUSTER" "$PN_NEXT_CLUSTER"
   PN_NEXT_CLUSTER=$((PN_NEXT_CLUSTER + 1))
 }
 
 pn_add_pod() {  # name, [hostname=ip]...
-  local name=$1 host=$PN_NEXT_HOST ns entry
+  local name=$1 host=$PN_NEXT_HOST ns entry veth
   shift
   ns=$(pn_ns "$name")
+  # Unique on a shared bridge too, and within IFNAMSIZ.
+  veth="p$$c${PN_COUNTER}h$host"
   PN_NEXT_HOST=$((PN_NEXT_HOST + 1))
   PN_IP[$name]="$PN_SUBNET$host"
   PN_PODS+=("$name")
   mkdir -p "$PN_DIR/$name" "/etc/netns/$ns"
   if ! { ip netns add "$ns" &&
-    ip -n "$PN_PREFIX" link add "v$host" type veth peer name eth0 netns "$ns" &&
-    ip -n "$PN_PREFIX" link set "v$host" master br0 up &&
+    ip -n "$PN_SWITCH" link add "$veth" type veth peer name eth0 netns "$ns" &&
+    ip -n "$PN_SWITCH" link set "$veth" master "$PN_BRIDGE" up &&
     ip -n "$ns" link set lo up &&
-    ip -n "$ns" addr add "${PN_IP[$name]}/24" dev eth0 &&
+    ip -n "$ns" addr add "${PN_IP[$name]}/$PN_PREFIX_LEN" dev eth0 &&
     ip -n "$ns" link set eth0 up &&
-    ip -n "$ns" route add default via "${PN_SUBNET}1"; }; then
+    ip -n "$ns" route add default via "$PN_GATEWAY"; }; then
     pn_fail "cannot create pod $name ($ns)"
     return 1
   fi
@@ -154,12 +187,19 @@ pn_wait_port() {  # pod, port, [seconds]
 # Meshes a pod: trellis-init, then trellis-proxy as uid 2790 with the route
 # table, and waits until /ready answers.
 pn_mesh() {  # pod, routes.json, [proxy flags]...
-  local pod=$1 routes=$2 deadline
+  local pod=$1 routes=$2
   shift 2
+  install -m 644 "$routes" "$PN_DIR/$pod/routes.json"
+  pn_mesh_with "$pod" --routes-file "$PN_DIR/$pod/routes.json" "$@"
+}
+
+# The same with the proxy's flags only: --controller ADDRESS --namespace NS.
+pn_mesh_with() {  # pod, proxy flags...
+  local pod=$1 deadline
+  shift
   pn_exec "$pod" "$PN_INIT" >"$PN_DIR/$pod/trellis-init.log" 2>&1 ||
     { cat "$PN_DIR/$pod/trellis-init.log" >&2; pn_fail "$pod: trellis-init failed"; return 1; }
-  install -m 644 "$routes" "$PN_DIR/$pod/routes.json"
-  pn_start "$pod" trellis-proxy --uid "$PN_PROXY_UID" "$PN_PROXY" --routes-file "$PN_DIR/$pod/routes.json" "$@"
+  pn_start "$pod" trellis-proxy --uid "$PN_PROXY_UID" "$PN_PROXY" "$@"
   deadline=$((SECONDS + 20))
   until pn_exec "$pod" curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:15020/ready 2>/dev/null; do
     if ((SECONDS >= deadline)); then
@@ -207,7 +247,7 @@ pn_destroy() {
     wait "$pid" 2>/dev/null || true
   done
   for name in "${PN_PODS[@]}"; do pn_remove_namespace "$(pn_ns "$name")"; done
-  pn_remove_namespace "$PN_PREFIX"
+  ((PN_SWITCH_OWNED)) && pn_remove_namespace "$PN_SWITCH"
   if [[ ${PN_KEEP_LOGS:-0} == 1 ]]; then
     pn_log "logs kept in $PN_DIR"
   else
