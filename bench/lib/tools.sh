@@ -10,15 +10,13 @@ tools_check() {
     bench_die "missing tools: ${missing[*]} (Debian: iproute2 iptables util-linux curl jq wrk nghttp2-client haproxy nginx valgrind meson ninja-build)"
 }
 
-# Configures (once) and builds the release build dir bench/run measures.
-# -Dwerror=false: GCC 12 at -O3 reports a -Wdangling-pointer false positive
-# in proxy/pool/http2.cc that -O2 (debugoptimized) does not; warnings stay
-# visible in the build log.
+# Configures (once) and builds the release build dir bench/run measures,
+# with the project's -Werror like every other build.
 tools_build() {  # build dir
   local dir=$1
   if [[ ! -f $dir/build.ninja ]]; then
     bench_log "configuring $dir (release)"
-    meson setup "$dir" "$BENCH_ROOT" -Dbuildtype=release -Dwerror=false >"$BENCH_WORK/logs/meson-setup.log" 2>&1 ||
+    meson setup "$dir" "$BENCH_ROOT" -Dbuildtype=release >"$BENCH_WORK/logs/meson-setup.log" 2>&1 ||
       { tail -20 "$BENCH_WORK/logs/meson-setup.log" >&2; bench_die "meson setup $dir failed"; }
   fi
   bench_log "building trellis-proxy, trellis-init, trellis-echo, bench-hot-path-allocations in $dir (-j1)"

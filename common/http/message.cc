@@ -1,6 +1,6 @@
 #include "common/http/message.h"
 
-#include <array>
+#include <cstddef>
 
 namespace trellis::http {
 namespace {
@@ -146,29 +146,59 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-void strip_hop_by_hop(HeaderMap& headers) {
-  // Fields named by Connection go too; collect their names before removing.
-  std::vector<std::string> named;
-  headers.for_each_value("connection", [&](std::string_view v) {
+namespace {
+
+bool always_hop_by_hop(std::string_view name) {
+  return iequals(name, "keep-alive") || iequals(name, "proxy-connection") ||
+         iequals(name, "transfer-encoding") || iequals(name, "upgrade");
+}
+
+// Whether a Connection field lists `name` among its comma-separated tokens.
+bool named_by_connection(const std::vector<Header>& headers, std::string_view name) {
+  for (const Header& h : headers) {
+    if (!iequals(h.name, "connection")) continue;
+    std::string_view v = h.value;
     while (!v.empty()) {
       size_t comma = v.find(',');
-      std::string_view token = trim(v.substr(0, comma));
-      if (!token.empty()) named.emplace_back(token);
+      if (iequals(trim(v.substr(0, comma)), name)) return true;
       v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
     }
-  });
-  for (const std::string& n : named) {
-    if (!iequals(n, "te")) headers.remove(n);
   }
-  static constexpr std::array<std::string_view, 5> kHopByHop = {
-      "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"};
-  for (std::string_view n : kHopByHop) headers.remove(n);
-  // TE: only "trailers" may cross a proxy (gRPC requires it end to end).
-  if (const std::string* te = headers.get("te")) {
-    bool trailers = iequals(trim(*te), "trailers");
-    headers.remove("te");
-    if (trailers) headers.add("te", "trailers");
+  return false;
+}
+
+}  // namespace
+
+void strip_hop_by_hop(HeaderMap& map) {
+  std::vector<Header>& headers = map.headers_;
+  bool has_connection = false;
+  for (const Header& h : headers) has_connection = has_connection || iequals(h.name, "connection");
+  // Every field is judged while the Connection values (which name fields to
+  // drop) are intact; a field to drop gets an empty name, which no real
+  // field has (both codecs reject it). Then one pass removes them.
+  bool te_seen = false;
+  bool te_trailers = false;
+  for (Header& h : headers) {
+    if (iequals(h.name, "connection")) continue;  // still needed; removed below
+    bool drop;
+    if (iequals(h.name, "te")) {
+      // TE: only "trailers" may cross a proxy (gRPC requires it end to end).
+      if (!te_seen) te_trailers = iequals(trim(h.value), "trailers");
+      te_seen = true;
+      drop = true;
+    } else {
+      drop = always_hop_by_hop(h.name) || (has_connection && named_by_connection(headers, h.name));
+    }
+    if (drop) h.name.clear();
   }
+  size_t kept = 0;
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (headers[i].name.empty() || iequals(headers[i].name, "connection")) continue;
+    if (kept != i) headers[kept] = std::move(headers[i]);
+    ++kept;
+  }
+  headers.erase(headers.begin() + static_cast<std::ptrdiff_t>(kept), headers.end());
+  if (te_trailers) headers.push_back(Header{"te", "trailers"});  // fits: a TE field went
 }
 
 }  // namespace trellis::http

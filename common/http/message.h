@@ -63,6 +63,8 @@ class HeaderMap {
   }
 
  private:
+  friend void strip_hop_by_hop(HeaderMap& headers);
+
   std::vector<Header> headers_;
 };
 
@@ -91,7 +93,7 @@ std::string_view reason_phrase(int status);
 // Connection-specific (hop-by-hop) fields that a proxy must not forward
 // (RFC 9110 §7.6.1): Connection and every field it names, Keep-Alive,
 // Proxy-Connection, TE (except "trailers", which gRPC needs), Transfer-Encoding,
-// Upgrade.
+// Upgrade. One pass; allocates nothing.
 void strip_hop_by_hop(HeaderMap& headers);
 
 }  // namespace trellis::http

@@ -53,7 +53,19 @@ TcpConnection::TcpConnection(event::EventLoop& loop, SocketHandle socket,
   last_progress_ = loop_.now();
 }
 
-TcpConnection::~TcpConnection() = default;  // socket_ closes the handle; destruction_ ends scopes
+TcpConnection::~TcpConnection() {
+  flush_corked();
+  // socket_ closes the handle, flush_task_ its own; destruction_ ends scopes.
+}
+
+void TcpConnection::flush_corked() {
+  // Bytes written before the owner let go (or aborted) leave if the kernel
+  // takes them now, as they would have had they been written through.
+  if (!socket_ || write_in_flight_ || pending_.empty()) return;
+  if (state_ != State::open && state_ != State::closing) return;
+  uv_buf_t buf = uv_buf_init(pending_.data(), static_cast<unsigned int>(pending_.size()));
+  (void)uv_try_write(stream(), &buf, 1);
+}
 
 std::unique_ptr<TcpConnection> TcpConnection::adopt(event::EventLoop& loop, SocketHandle socket,
                                                     const ConnectionOptions& options) {
@@ -222,26 +234,18 @@ Status TcpConnection::write(std::string_view bytes) {
   if (shutdown_requested_) return make_error("write: write side is shut down", EPIPE);
   if (bytes.empty()) return ok_status();
 
-  if (!write_in_flight_ && pending_.empty()) {
-    // Nothing queued: hand the bytes to the kernel directly, copying only
-    // what it does not take. Hard errors surface through the queued write.
-    uv_buf_t buf;
-    buf.base = const_cast<char*>(bytes.data());  // libuv only reads it
-    buf.len = bytes.size();
-    int n = uv_try_write(stream(), &buf, 1);
-    if (n > 0) {
-      bytes_written_ += static_cast<uint64_t>(n);
-      touch();
-      bytes.remove_prefix(static_cast<size_t>(n));
-      if (bytes.empty()) return ok_status();
-    }
-  }
-  pending_.append(bytes.data(), bytes.size());
-  if (!write_in_flight_) {
-    if (int r = start_write(); r != 0) {
+  if (write_in_flight_) {
+    pending_.append(bytes.data(), bytes.size());  // after_write() sends it
+  } else if (pending_.size() + bytes.size() >= kCorkLimit) {
+    // Enough to fill segments: no reason to wait, nor to copy what the
+    // kernel takes now.
+    if (int r = flush_now(bytes); r != 0) {
       close_socket(false);
       return event::uv_error("write", r);
     }
+  } else {
+    pending_.append(bytes.data(), bytes.size());
+    schedule_flush();
   }
   if (!above_high_water_ && queued_bytes() > options_.high_water) {
     above_high_water_ = true;
@@ -258,6 +262,54 @@ int TcpConnection::start_write() {
   int r = uv_write(&socket_->write, stream(), &buf, 1, &TcpConnection::on_write);
   if (r == 0) write_in_flight_ = true;
   return r;
+}
+
+int TcpConnection::flush_now(std::string_view more) {
+  uv_buf_t bufs[2];
+  unsigned int count = 0;
+  if (!pending_.empty()) {
+    bufs[count++] = uv_buf_init(pending_.data(), static_cast<unsigned int>(pending_.size()));
+  }
+  if (!more.empty()) {
+    // libuv only reads it.
+    bufs[count++] =
+        uv_buf_init(const_cast<char*>(more.data()), static_cast<unsigned int>(more.size()));
+  }
+  if (count == 0) return 0;
+  // Hard errors surface through the queued write below.
+  int n = uv_try_write(stream(), bufs, count);
+  size_t taken = n > 0 ? static_cast<size_t>(n) : 0;
+  if (taken > 0) {
+    bytes_written_ += taken;
+    touch();
+  }
+  if (taken >= pending_.size()) {
+    more.remove_prefix(taken - pending_.size());
+    release_if_large(pending_);
+  } else {
+    pending_.erase(0, taken);
+  }
+  pending_.append(more.data(), more.size());
+  return pending_.empty() ? 0 : start_write();
+}
+
+void TcpConnection::schedule_flush() {
+  if (!flush_task_) flush_task_ = std::make_unique<event::TurnTask>(loop_, [this] { flush_turn(); });
+  flush_task_->schedule();
+}
+
+void TcpConnection::flush_turn() {
+  if (!socket_ || write_in_flight_) return;  // closed, or after_write() goes on
+  if (int r = flush_now(); r != 0) {
+    fail("write", r);
+    return;
+  }
+  if (above_high_water_ && queued_bytes() <= options_.low_water) {
+    above_high_water_ = false;
+    if (state_ == State::open && handler_ != nullptr) {
+      notify([&] { handler_->on_write_drained(); });
+    }
+  }
 }
 
 void TcpConnection::on_write(uv_write_t* req, int status) {
@@ -306,7 +358,9 @@ Status TcpConnection::shutdown_write() {
   }
   if (shutdown_requested_) return ok_status();
   shutdown_requested_ = true;
-  if (int r = maybe_shutdown(); r != 0) {
+  int r = write_in_flight_ ? 0 : flush_now();
+  if (r == 0) r = maybe_shutdown();
+  if (r != 0) {
     close_socket(false);
     return event::uv_error("shutdown", r);
   }
@@ -342,9 +396,13 @@ void TcpConnection::close() {
   touch();
   shutdown_requested_ = true;
   start_reading();  // discard input until the peer's FIN, even if paused
-  // libuv refuses a shutdown only when the write side is already unusable:
-  // then there is nothing left to flush and only the peer's FIN to wait for.
-  if (maybe_shutdown() != 0) write_shut_ = true;
+  // libuv refuses a write or a shutdown only when the write side is already
+  // unusable: then there is nothing left to flush and only the peer's FIN to
+  // wait for.
+  if ((!write_in_flight_ && flush_now() != 0) || maybe_shutdown() != 0) {
+    pending_.clear();
+    write_shut_ = true;
+  }
   // Completion is reported from the timer, never from inside close().
   timer().start(write_shut_ && peer_eof_ ? std::chrono::milliseconds::zero()
                                          : options_.close_timeout);
@@ -361,6 +419,7 @@ void TcpConnection::finish_close(bool reset) {
 
 void TcpConnection::abort() {
   if (state_ == State::closed) return;
+  flush_corked();
   close_socket(true);
   connect_done_ = nullptr;
 }
@@ -374,6 +433,7 @@ void TcpConnection::close_socket(bool reset) {
     }
   }
   socket_.reset();  // uv_close: cancels pending requests, whose callbacks find no owner
+  if (flush_task_) flush_task_->cancel();
   reading_ = false;
   if (timer_) timer_->stop();
   state_ = State::closed;

@@ -5,25 +5,36 @@
 // Lifetime rule (the one rule): the owner holds a unique_ptr<TcpConnection>
 // and may destroy it at any moment on the loop thread, including from inside
 // one of this connection's own Handler callbacks. Destroying it closes the
-// socket at once (unflushed writes are dropped) and no callback fires after
-// the destructor has begun. If the *owner* (say, a proxy session holding two
-// connections) must die inside a callback, it deletes itself with
-// EventLoop::delete_later, as every object that dies inside its own callback.
+// socket at once (queued bytes the kernel does not take right away are
+// dropped) and no callback fires after the destructor has begun. If the
+// *owner* (say, a proxy session holding two connections) must die inside a
+// callback, it deletes itself with EventLoop::delete_later, as every object
+// that dies inside its own callback.
 // The Handler is a non-owning back-reference: it must outlive the connection
 // or be its owner.
 //
 // Reading: bytes arrive in Handler::on_data from a per-loop buffer (no
 // allocation per read) and are valid only during the call.
-// Writing: write() copies into the connection's queue (first trying a direct
-// write to the kernel); at most one libuv write is in flight, and the two
-// queue buffers keep up to 64 KiB of capacity between writes, so steady
-// traffic allocates nothing. Back-pressure:
+// Writing: write() copies into the connection's queue, and the queue goes to
+// the kernel once per loop turn (a TurnTask: after the turn's I/O callbacks,
+// or before the loop waits again for writes made elsewhere). So the pieces a
+// turn produces (a response head and its body, a batch of HTTP/2 frames)
+// leave in one write() and, with TCP_NODELAY, one segment. A write that
+// brings the queue to kCorkLimit goes to the kernel at once (one writev with
+// what is queued), so bulk transfers are neither held back nor copied. What
+// the kernel does not take waits in the queue; at most one libuv write is in
+// flight, and the two queue buffers keep up to 64 KiB of capacity between
+// writes, so steady traffic allocates nothing. Bytes leave in the order
+// written. Back-pressure:
 // when queued bytes rise above `high_water` the handler gets
 // on_write_high_water() (from inside the write() that crossed it); when they
 // fall to `low_water` or below, on_write_drained(). The owner of a relay
 // pauses reading the other side in between.
 //
-// Ending: shutdown_write() half-closes after queued writes flush. close() is
+// Ending: shutdown_write() and close() hand the queue to the kernel at once;
+// abort() and destroying the connection try to as well (what the kernel
+// takes at once is sent, as if it had been written through).
+// shutdown_write() half-closes after queued writes flush. close() is
 // graceful: stop delivering data, flush, send FIN, wait for the peer's FIN
 // (reading and discarding meanwhile, so unread input does not turn our FIN
 // into a reset), then on_closed(); bounded by `close_timeout` without write
@@ -44,6 +55,7 @@
 #include "common/event/callback_scope.h"
 #include "common/event/event_loop.h"
 #include "common/event/timer.h"
+#include "common/event/turn_task.h"
 #include "common/event/uv_handle.h"
 #include "common/net/address.h"
 
@@ -70,6 +82,10 @@ Status validate(const ConnectionOptions& options);
 
 class TcpConnection {
  public:
+  // Queued bytes at which a write goes to the kernel without waiting for the
+  // end of the loop turn.
+  static constexpr size_t kCorkLimit = 16 * 1024;
+
   class Handler {
    public:
     virtual ~Handler() = default;
@@ -119,7 +135,9 @@ class TcpConnection {
   // Replaces the handler (e.g. after protocol detection).
   void set_handler(Handler& handler) { handler_ = &handler; }
 
-  // Queues bytes (empty writes are no-ops). Errors (nothing queued):
+  // Queues bytes (empty writes are no-ops); they go to the kernel at the end
+  // of this loop turn, or at once when the queue reaches kCorkLimit. Errors
+  // (nothing queued):
   // "write: connection not established", "write: connection is closing",
   // "write: connection is closed", "write: write side is shut down". May call
   // on_write_high_water() before returning.
@@ -172,6 +190,16 @@ class TcpConnection {
   void start_reading();
   void stop_reading();
   int start_write();
+  // Arms the end-of-turn flush.
+  void schedule_flush();
+  // The end of the loop turn: the queue goes to the kernel.
+  void flush_turn();
+  // Hands the queue, then `more`, to the kernel in one writev; libuv writes
+  // what it does not take. Returns a libuv error code (the socket is then
+  // unusable).
+  int flush_now(std::string_view more = {});
+  // Before the socket goes: a last try, without waiting, for corked bytes.
+  void flush_corked();
   int maybe_shutdown();
   void after_write(int status);
   void check_close_done();
@@ -205,7 +233,8 @@ class TcpConnection {
   bool above_high_water_ = false;
 
   std::string in_flight_;  // owned by the one uv_write in progress
-  std::string pending_;    // queued behind it
+  std::string pending_;    // queued behind it, or waiting for the end of the turn
+  std::unique_ptr<event::TurnTask> flush_task_;  // created on the first corked write
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;
   std::chrono::milliseconds last_progress_{0};

@@ -664,6 +664,11 @@ void Http1ServerConnection::on_wait_timeout() {
 void Http1ServerConnection::kick() { kick_timer_.start(std::chrono::milliseconds::zero()); }
 
 void Http1ServerConnection::on_kick() {
+  // Ended streams and their exchanges: no call of theirs is on the stack now.
+  while (!retired_.empty()) {
+    std::unique_ptr<Stream> s = std::move(retired_.back());
+    retired_.pop_back();
+  }
   if (closing_) {
     // An abort reports nothing by itself: tell the owner from here.
     if (connection_->state() == net::TcpConnection::State::closed) {
@@ -719,7 +724,8 @@ void Http1ServerConnection::retire_stream() {
   if (!stream_) return;
   std::unique_ptr<Stream> s = std::move(stream_);
   s->detach();
-  connection_->loop().delete_later(std::move(s));
+  retired_.push_back(std::move(s));
+  kick();
 }
 
 void Http1ServerConnection::reset_stream(bool notify) {
@@ -727,7 +733,8 @@ void Http1ServerConnection::reset_stream(bool notify) {
   std::unique_ptr<Stream> s = std::move(stream_);
   s->detach();
   if (notify && s->exchange) s->exchange->on_downstream_reset();
-  connection_->loop().delete_later(std::move(s));
+  retired_.push_back(std::move(s));
+  kick();
 }
 
 void Http1ServerConnection::close_gracefully() {

@@ -65,6 +65,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/base/result.h"
 #include "common/event/timer.h"
@@ -183,7 +184,7 @@ class Http1ServerConnection final : public ServerConnection,
   // A local answer with a one-line text body and "Connection: close".
   void write_local_reply(int status, const std::string& message);
   void write(std::string_view bytes);
-  // The response ended: the exchange is destroyed on the next loop turn.
+  // The response ended: the exchange is destroyed on the next kick.
   void retire_stream();
   // The stream ends unfinished; `notify`: the exchange hears on_downstream_reset.
   void reset_stream(bool notify);
@@ -201,6 +202,10 @@ class Http1ServerConnection final : public ServerConnection,
   http1::RequestDecoder decoder_;
 
   std::unique_ptr<Stream> stream_;  // the request in progress, until its response ends
+  // Streams that ended or were reset, destroyed with their exchanges on the
+  // next kick: a later callback, never inside one of the exchange's calls
+  // (and no allocation per request, unlike EventLoop::delete_later).
+  std::vector<std::unique_ptr<Stream>> retired_;
   std::string input_;               // bytes read and not yet consumed by the decoder
   size_t input_offset_ = 0;
   std::string out_;                 // encode buffer, reused

@@ -250,7 +250,8 @@ void Http2ServerConnection::on_stream_close(int32_t stream_id, uint32_t) {
   bool notify = s->attached();
   s->detach();
   if (notify && s->exchange) s->exchange->on_downstream_reset();
-  connection_->loop().delete_later(std::move(s));
+  retired_.push_back(std::move(s));
+  if (!kick_timer_.active()) kick_timer_.start(std::chrono::milliseconds::zero());
   update_idle_timer();
 }
 
@@ -452,6 +453,11 @@ void Http2ServerConnection::on_idle_timeout() {
 }
 
 void Http2ServerConnection::on_kick() {
+  // Closed streams and their exchanges: no call of theirs is on the stack now.
+  while (!retired_.empty()) {
+    std::unique_ptr<Stream> s = std::move(retired_.back());
+    retired_.pop_back();
+  }
   if (closing_ && connection_->state() == net::TcpConnection::State::closed) {
     abort_session();
     report_closed();  // last action

@@ -136,6 +136,9 @@ class Http2ServerConnection final : public ServerConnection,
   const DownstreamMetrics& metrics_;
   std::unique_ptr<http2::Session> session_;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
+  // Closed streams, destroyed with their exchanges on the next kick: a later
+  // callback, never inside one of the exchange's calls.
+  std::vector<std::unique_ptr<Stream>> retired_;
   // Streams whose response ended before their request: RST_STREAM NO_ERROR
   // once the response has left the Session.
   std::vector<int32_t> early_responses_;
@@ -151,7 +154,7 @@ class Http2ServerConnection final : public ServerConnection,
   bool draining_ = false;
   bool closing_ = false;
   event::Timer idle_timer_;
-  event::Timer kick_timer_;  // reports an abort on a fresh stack
+  event::Timer kick_timer_;  // reaps retired streams, reports an abort on a fresh stack
 };
 
 }  // namespace trellis::proxy::downstream

@@ -170,6 +170,7 @@ void Http2Connection::submit(Http2Stream& s) {
   }
   streams_.insert(&s);
   idle_timer_.stop();
+  s.request_ended_ = !has_body;
   s.submitted(*this, id.value());
   flush_task_.schedule();
   if (id.value() >= kLastStreamId) go_away();
@@ -177,7 +178,10 @@ void Http2Connection::submit(Http2Stream& s) {
 
 void Http2Connection::send_data(Http2Stream& s, std::string_view data, bool end_stream) {
   if (state_ == State::closed) return;
-  if (Status st = session_->send_data(s.id_, data, end_stream); !st.ok()) return;  // already ended
+  // Fails only when the stream has already ended: nothing to send then.
+  bool queued = session_->send_data(s.id_, data, end_stream).ok();
+  if (!queued) return;
+  if (end_stream) s.request_ended_ = true;
   flush_task_.schedule();
   s.sync_congestion();
 }
@@ -188,6 +192,7 @@ void Http2Connection::send_trailers(Http2Stream& s, trellis::http::HeaderMap&& t
     abandon(s, "cannot send the request trailers: " + st.error().message);
     return;
   }
+  s.request_ended_ = true;
   flush_task_.schedule();
 }
 
@@ -216,6 +221,13 @@ void Http2Connection::cancel(Http2Stream& s) {
   streams_.erase(&s);
   if (state_ == State::closed) return;
   (void)session_->set_stream_user_data(s.id_, nullptr);
+  // A complete response to a complete request: the stream closes by itself
+  // once our END_STREAM has left (often the exchange lets go before the
+  // session reports the close). A reset would be a wasted frame that peers
+  // count against their rapid-reset limit (CVE-2023-44487), answering
+  // GOAWAY after about a thousand of them.
+  if (s.response_complete() && s.request_ended_) return;
+  // Otherwise one side is unfinished and nobody will finish it.
   (void)session_->reset_stream(s.id_, h2::error_code::cancel);  // fails if already closed: fine
   flush_task_.schedule();
 }

@@ -52,6 +52,7 @@ class Http2Stream final : public StreamBase {
   Http2Endpoint* endpoint_;                // while waiting
   Http2Connection* connection_ = nullptr;  // while its h2 stream is open
   int32_t id_ = 0;
+  bool request_ended_ = false;             // the session has the request's end (END_STREAM)
   size_t owed_ = 0;                        // delivered while paused: credit not yet returned
   std::optional<Error> malformed_;         // the peer broke HTTP/2 message rules on it
 };
@@ -139,7 +140,7 @@ class Http2Connection final : public Retired,
   size_t preface_bytes_ = 0;
   uint32_t preface_length_ = 0;
   std::string out_;
-  DeferredTask flush_task_;
+  event::TurnTask flush_task_;  // once per turn: all the turn's frames in one write
   event::Timer idle_timer_;
 };
 

@@ -19,6 +19,7 @@
 #include "common/event/callback_scope.h"
 #include "common/event/event_loop.h"
 #include "common/http/message.h"
+#include "common/event/turn_task.h"
 #include "proxy/http/stream.h"
 #include "proxy/pool/pool.h"
 #include "proxy/pool/transport.h"
@@ -27,27 +28,6 @@ namespace trellis::proxy::pool {
 
 using http::UpstreamFailure;
 using http::UpstreamProtocol;
-
-// Runs a task on a later loop turn, at most once per schedule(), and never
-// after its owner (this object) is gone.
-class DeferredTask {
- public:
-  DeferredTask(event::EventLoop& loop, std::function<void()> task);
-  ~DeferredTask();
-  DeferredTask(const DeferredTask&) = delete;
-  DeferredTask& operator=(const DeferredTask&) = delete;
-
-  void schedule();
-
- private:
-  struct State {
-    std::function<void()> task;
-    bool scheduled = false;
-    bool cancelled = false;
-  };
-  event::EventLoop& loop_;
-  std::shared_ptr<State> state_;
-};
 
 // Something that ends on a later turn (a closed connection whose own
 // callbacks may still be on the stack).
@@ -74,11 +54,12 @@ struct Context {
 
   TransportOptions transport_options() const;
 
-  // Failures are delivered on a later turn so that no exchange ever hears
-  // of one from inside its own call into us.
+  // Failures are delivered at the end of the turn (a TurnTask) so that no
+  // exchange ever hears of one from inside its own call into us.
   void queue_failure(StreamBase& stream);
   void forget_failure(StreamBase& stream);
-  // Destroys a finished connection on a later turn.
+  // Destroys a finished connection at the end of the turn, once its own
+  // callbacks have returned.
   void retire(std::unique_ptr<Retired> object);
   // Closes a transport gracefully and keeps it until it has closed.
   void linger(std::unique_ptr<Transport> transport);
@@ -112,10 +93,10 @@ struct Context {
   void sweep();
 
   std::deque<StreamBase*> failures_;
-  DeferredTask deliver_failures_task_;
+  event::TurnTask deliver_failures_task_;
   std::vector<std::unique_ptr<Retired>> graveyard_;
   std::vector<Endpoint*> sweep_candidates_;
-  DeferredTask sweep_task_;
+  event::TurnTask sweep_task_;
   std::list<std::unique_ptr<Lingering>> lingering_;
 };
 
@@ -169,17 +150,19 @@ class StreamBase : public http::UpstreamStream {
   bool deliver_head(trellis::http::ResponseHead&& head, bool end_stream);
   bool deliver_data(std::string_view data, bool end_stream);
   bool deliver_trailers(trellis::http::HeaderMap&& trailers);
-  // Ends the stream with a failure, reported on a later loop turn.
+  // Ends the stream with a failure, reported from the loop at the end of the turn.
   void fail(UpstreamFailure failure, Error detail);
   // Compares the bytes queued for this stream with the water marks and tells
   // the exchange about a change. Returns false if the stream died.
   bool sync_congestion();
-  // Called by Context on the later turn.
+  // Called by Context at the end of the turn.
   void deliver_failure();
   // The pool is being destroyed: forget it; no call does anything any more.
   virtual void orphan() { ctx_ = nullptr; }
 
   bool finished() const { return finished_; }
+  // The whole response was delivered (not a failure).
+  bool response_complete() const { return response_complete_; }
   bool response_paused() const { return paused_; }
   RequestBuffer& buffered() { return buffered_; }
 
@@ -195,6 +178,7 @@ class StreamBase : public http::UpstreamStream {
   http::UpstreamCallbacks& callbacks_;
   RequestBuffer buffered_;
   bool finished_ = false;   // the response ended or a failure is queued: no more callbacks
+  bool response_complete_ = false;
   bool paused_ = false;     // pause_response_body is in effect
   bool congested_ = false;  // what the exchange was last told
   bool replaying_ = false;  // moving the buffer into a connection: congestion is settled after

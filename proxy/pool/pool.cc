@@ -68,25 +68,6 @@ Result<PoolMetrics> PoolMetrics::create(metrics::Registry& registry) {
   return m;
 }
 
-// --- DeferredTask -----------------------------------------------------------
-
-DeferredTask::DeferredTask(event::EventLoop& loop, std::function<void()> task)
-    : loop_(loop), state_(std::make_shared<State>()) {
-  state_->task = std::move(task);
-}
-
-DeferredTask::~DeferredTask() { state_->cancelled = true; }
-
-void DeferredTask::schedule() {
-  if (state_->scheduled) return;
-  state_->scheduled = true;
-  loop_.defer([state = state_] {
-    if (state->cancelled) return;
-    state->scheduled = false;
-    state->task();  // may destroy the owner; `state` lives on in this closure
-  });
-}
-
 // --- Context ----------------------------------------------------------------
 
 // A transport closing gracefully after its connection is gone.
@@ -256,7 +237,7 @@ StreamBase::~StreamBase() {
 
 bool StreamBase::deliver_head(trellis::http::ResponseHead&& head, bool end_stream) {
   if (finished_) return true;
-  if (end_stream) finished_ = true;
+  if (end_stream) finished_ = response_complete_ = true;
   event::CallbackScope scope(destruction_);
   callbacks_.on_response_head(std::move(head), end_stream);
   return !scope.destroyed();
@@ -264,7 +245,7 @@ bool StreamBase::deliver_head(trellis::http::ResponseHead&& head, bool end_strea
 
 bool StreamBase::deliver_data(std::string_view data, bool end_stream) {
   if (finished_) return true;
-  if (end_stream) finished_ = true;
+  if (end_stream) finished_ = response_complete_ = true;
   event::CallbackScope scope(destruction_);
   callbacks_.on_response_data(data, end_stream);
   return !scope.destroyed();
@@ -272,7 +253,7 @@ bool StreamBase::deliver_data(std::string_view data, bool end_stream) {
 
 bool StreamBase::deliver_trailers(trellis::http::HeaderMap&& trailers) {
   if (finished_) return true;
-  finished_ = true;
+  finished_ = response_complete_ = true;
   event::CallbackScope scope(destruction_);
   callbacks_.on_response_trailers(std::move(trailers));
   return !scope.destroyed();

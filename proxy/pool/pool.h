@@ -31,8 +31,8 @@
 // "trellis-orig-proto: HTTP/1.1" (or HTTP/1.0) so the peer sidecar restores
 // them; a client-supplied field of that name is never forwarded.
 //
-// Failures (on_upstream_failure) are always reported on a later loop turn,
-// never from inside new_stream or a stream method:
+// Failures (on_upstream_failure) are always reported from the loop, at the
+// end of the turn (never from inside new_stream or a stream method):
 //   connect_failed  connect refused/unreachable/timed out, or the pending
 //                   queue is full; nothing was sent.
 //   refused_stream  HTTP/2 REFUSED_STREAM or above a GOAWAY's last stream;

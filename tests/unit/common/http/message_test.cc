@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/support/allocation/allocation_counter.h"
+
 using trellis::http::HeaderMap;
 using trellis::http::RequestHead;
 
@@ -89,6 +91,61 @@ TEST_CASE("hop-by-hop fields are stripped, including those Connection names") {
   g.add("Connection", ",,, ,");  // malformed list: tolerated
   trellis::http::strip_hop_by_hop(g);
   CHECK(g.empty());
+}
+
+TEST_CASE("hop-by-hop stripping keeps the order, reads every Connection field, allocates nothing") {
+  HeaderMap h;
+  h.add("X-Named-Early", "1");  // named by a Connection field further down
+  h.add("Content-Type", "text/plain");
+  h.add("connection", "keep-alive");
+  h.add("Keep-Alive", "timeout=5");
+  h.add("Date", "Thu, 27 Nov 2026 10:00:00 GMT");
+  h.add("CONNECTION", "x-named-early, X-Named-Late");
+  h.add("x-named-late", "2");
+  h.add("Server", "nginx/1.22.1");
+  trellis::testing::start_counting_allocations();
+  trellis::http::strip_hop_by_hop(h);
+  CHECK(trellis::testing::stop_counting_allocations() == 0);
+  REQUIRE(h.size() == 3);
+  CHECK(h[0].name == "Content-Type");
+  CHECK(h[1].name == "Date");
+  CHECK(h[1].value == "Thu, 27 Nov 2026 10:00:00 GMT");
+  CHECK(h[2].name == "Server");
+
+  // TE: the first one decides; "trailers" survives as one field at the end.
+  HeaderMap t;
+  t.add("TE", " trailers ");
+  t.add("X-A", "a");
+  t.add("te", "gzip");
+  trellis::testing::start_counting_allocations();
+  trellis::http::strip_hop_by_hop(t);
+  CHECK(trellis::testing::stop_counting_allocations() == 0);
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].name == "X-A");
+  CHECK(t[1].name == "te");
+  CHECK(t[1].value == "trailers");
+
+  HeaderMap none;
+  none.add("Accept", "*/*");
+  trellis::http::strip_hop_by_hop(none);
+  CHECK(none.size() == 1);
+}
+
+TEST_CASE("hop-by-hop stripping copes with malformed Connection lists") {
+  HeaderMap h;
+  h.add("Connection", ",, ,x-a ,,  ");  // empty tokens and stray blanks around a name
+  h.add("Connection", "");
+  h.add("Connection", "te, connection");  // names TE (kept as "trailers") and itself
+  h.add("X-A", "1");
+  h.add("TE", "trailers");
+  h.add("X-B", "2");
+  trellis::testing::start_counting_allocations();
+  trellis::http::strip_hop_by_hop(h);
+  CHECK(trellis::testing::stop_counting_allocations() == 0);
+  REQUIRE(h.size() == 2);
+  CHECK(h[0].name == "X-B");
+  CHECK(h[1].name == "te");
+  CHECK(h[1].value == "trailers");
 }
 
 TEST_CASE("reason phrases") {

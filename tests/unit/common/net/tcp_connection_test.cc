@@ -116,6 +116,111 @@ TEST_CASE("echo round-trip with byte counters and matching addresses") {
   CHECK(pair.client->state() == TcpConnection::State::open);
 }
 
+TEST_CASE("writes of one loop turn leave together, in one write, at the end of the turn") {
+  auto loop = make_loop();
+  REQUIRE(loop);
+  Recorder client;
+  auto pair = connect_pair(*loop, client);
+  Recorder server;
+  REQUIRE(pair.server->start(server).ok());
+
+  REQUIRE(pair.client->write("HTTP/1.1 200 OK\r\n\r\n").ok());
+  REQUIRE(pair.client->write("body").ok());
+  CHECK(pair.client->bytes_written() == 0);  // corked until the turn ends
+  CHECK(pair.client->queued_bytes() == 23);
+  REQUIRE(run_until(*loop, [&] { return server.data.size() == 23; }));
+  CHECK(server.data == "HTTP/1.1 200 OK\r\n\r\nbody");
+  CHECK(server.data_calls == 1);  // one write, one segment, one read
+  CHECK(pair.client->bytes_written() == 23);
+  CHECK(pair.client->queued_bytes() == 0);
+
+  // Writes from inside an I/O callback (the usual case) are corked too.
+  server.after_data = [&] {
+    REQUIRE(pair.server->write("a").ok());
+    REQUIRE(pair.server->write("b").ok());
+    CHECK(pair.server->bytes_written() == 0);
+  };
+  REQUIRE(pair.client->write("ping").ok());
+  REQUIRE(run_until(*loop, [&] { return client.data == "ab"; }));
+  CHECK(client.data_calls == 1);
+}
+
+TEST_CASE("a write that reaches kCorkLimit goes at once, after what was queued, in order") {
+  auto loop = make_loop();
+  REQUIRE(loop);
+  Recorder client;
+  auto pair = connect_pair(*loop, client);
+  Recorder server;
+  REQUIRE(pair.server->start(server).ok());
+
+  std::string head = pattern(0, 100);
+  std::string body = pattern(100, TcpConnection::kCorkLimit);
+  REQUIRE(pair.client->write(head).ok());
+  CHECK(pair.client->bytes_written() == 0);
+  REQUIRE(pair.client->write(body).ok());
+  CHECK(pair.client->bytes_written() == head.size() + body.size());  // one writev, not corked
+  REQUIRE(pair.client->write(pattern(100 + body.size(), 10)).ok());
+  REQUIRE(run_until(*loop, [&] { return server.data.size() == 110 + body.size(); }));
+  CHECK(matches_pattern(server.data));
+}
+
+TEST_CASE("writes made outside I/O callbacks are flushed without waiting for other I/O") {
+  auto loop = make_loop();
+  REQUIRE(loop);
+  Recorder client;
+  auto pair = connect_pair(*loop, client);
+  Recorder server;
+  REQUIRE(pair.server->start(server).ok());
+
+  // From a timer: nothing else happens on the loop, so bytes left waiting
+  // would sit there until the deadline.
+  Timer timer(*loop, [&] { REQUIRE(pair.client->write("from a timer").ok()); });
+  timer.start(1ms);
+  REQUIRE(run_until(*loop, [&] { return server.data == "from a timer"; }, 2s));
+
+  // From a deferred task (the loop's idle phase).
+  loop->defer([&] { REQUIRE(pair.client->write(", deferred").ok()); });
+  REQUIRE(run_until(*loop, [&] { return server.data == "from a timer, deferred"; }, 2s));
+
+  // Between two runs of the loop.
+  REQUIRE(pair.client->write(", between").ok());
+  REQUIRE(run_until(*loop, [&] { return server.data == "from a timer, deferred, between"; }, 2s));
+}
+
+TEST_CASE("bytes still corked go out on shutdown_write, close and destruction") {
+  auto loop = make_loop();
+  REQUIRE(loop);
+  Recorder client;
+  auto pair = connect_pair(*loop, client);
+  Recorder server;
+  REQUIRE(pair.server->start(server).ok());
+  REQUIRE(pair.client->write("before FIN").ok());
+  REQUIRE(pair.client->shutdown_write().ok());
+  CHECK(pair.client->bytes_written() == 10);
+  REQUIRE(run_until(*loop, [&] { return server.saw("eof"); }));
+  CHECK(server.data == "before FIN");
+
+  Recorder client2;
+  auto pair2 = connect_pair(*loop, client2);
+  Recorder server2;
+  REQUIRE(pair2.server->start(server2).ok());
+  REQUIRE(pair2.client->write("last words").ok());
+  pair2.client.reset();  // the owner lets go with the bytes corked
+  REQUIRE(run_until(*loop, [&] { return server2.saw("eof") || server2.saw_error(); }));
+  CHECK(server2.data == "last words");
+
+  Recorder client3;
+  auto pair3 = connect_pair(*loop, client3);
+  Recorder server3;
+  REQUIRE(pair3.server->start(server3).ok());
+  server3.after_eof = [&] { pair3.server->close(); };
+  REQUIRE(pair3.client->write("goodbye").ok());
+  pair3.client->close();
+  CHECK(pair3.client->bytes_written() == 7);
+  REQUIRE(run_until(*loop, [&] { return client3.saw("closed"); }));
+  CHECK(server3.data == "goodbye");
+}
+
 TEST_CASE("many concurrent connections each get their own bytes back") {
   auto loop = make_loop();
   REQUIRE(loop);

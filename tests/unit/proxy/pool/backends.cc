@@ -98,6 +98,36 @@ std::string Http1Backend::response(int status, std::string_view body, std::strin
 
 // --- H2Backend --------------------------------------------------------------
 
+void FrameCounter::feed(const char* data, size_t length) {
+  while (length > 0) {
+    if (preface_left_ > 0) {
+      size_t n = std::min(preface_left_, length);
+      preface_left_ -= n;
+      data += n;
+      length -= n;
+    } else if (payload_left_ > 0) {
+      size_t n = std::min(payload_left_, length);
+      payload_left_ -= n;
+      data += n;
+      length -= n;
+    } else {
+      header_[header_length_++] = static_cast<uint8_t>(*data++);
+      --length;
+      if (header_length_ < 9) continue;
+      // Frame header: 24-bit length, type, flags, stream id (RFC 9113 §4.1).
+      payload_left_ = (size_t{header_[0]} << 16) | (size_t{header_[1]} << 8) | header_[2];
+      ++counts_[header_[3]];
+      header_length_ = 0;
+    }
+  }
+}
+
+size_t H2Backend::frames_received(uint8_t type) const {
+  size_t n = 0;
+  for (const auto& c : connections) n += c->frames.count(type);
+  return n;
+}
+
 http2::SessionConfig H2Backend::server_config() {
   http2::SessionConfig c;
   c.role = http2::Role::server;
@@ -157,6 +187,7 @@ void H2Backend::Connection::close() {
 }
 
 void H2Backend::Connection::on_data(const char* data, size_t length) {
+  frames.feed(data, length);
   Status s = session_->receive(data, length);
   flush();
   if (!s.ok()) tcp_->close();
@@ -271,6 +302,7 @@ void Recorder::on_response_trailers(msg::HeaderMap&& t) {
   if (done()) ++after_done;
   trailers = std::move(t);
   ended = true;
+  if (after_trailers) after_trailers();
 }
 
 void Recorder::on_upstream_failure(UpstreamFailure f, const Error& detail) {

@@ -110,6 +110,23 @@ class Http1Backend {
 
 // --- h2c backend ------------------------------------------------------------
 
+// Counts the frames a client sends, by type, from the raw bytes: the Session
+// does not report every frame (an RST_STREAM for a stream it has already
+// closed is dropped silently).
+class FrameCounter {
+ public:
+  static constexpr uint8_t kRstStream = 0x3;
+  void feed(const char* data, size_t length);
+  size_t count(uint8_t type) const { return counts_[type]; }
+
+ private:
+  size_t preface_left_ = 24;  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+  uint8_t header_[9] = {};
+  size_t header_length_ = 0;
+  size_t payload_left_ = 0;
+  size_t counts_[256] = {};
+};
+
 class H2Backend {
  public:
   struct Stream {
@@ -137,6 +154,7 @@ class H2Backend {
     bool ended() const { return ended_; }
     size_t open() const { return open_; }
     std::vector<std::pair<int32_t, uint32_t>> goaways;  // GOAWAYs received from the client
+    FrameCounter frames;                                 // every frame received from the client
 
    private:
     void on_data(const char* data, size_t length) override;
@@ -165,6 +183,8 @@ class H2Backend {
 
   net::Address address() const { return listener_->local_address(); }
   size_t accepted() const { return connections.size(); }
+  // Frames of `type` received from clients, on every connection.
+  size_t frames_received(uint8_t type) const;
   // Streams seen, in arrival order (connection, id) → Stream.
   Stream& at(size_t i) { return *streams[i]; }
   size_t peak_open = 0;
@@ -211,7 +231,8 @@ struct Recorder : http::UpstreamCallbacks {
   int after_done = 0;        // callbacks after the end or a failure: must stay 0
   bool inside_call = false;  // set by a test around its calls into the stream
   int failures_inside_call = 0;
-  std::function<void()> after_head, after_data, after_failure, after_congested, after_writable;
+  std::function<void()> after_head, after_data, after_trailers, after_failure, after_congested,
+      after_writable;
 
   bool done() const { return ended || failure.has_value(); }
 

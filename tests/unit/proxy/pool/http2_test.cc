@@ -414,12 +414,91 @@ TEST_CASE("h2c: destroying a stream resets it with CANCEL; the connection stays"
   e.stream.reset();
   REQUIRE(run_until(*loop, [&] { return backend.at(0).closed.has_value(); }));
   CHECK(*backend.at(0).closed == h2::error_code::cancel);
+  CHECK(backend.frames_received(FrameCounter::kRstStream) == 1);
 
   Exchange next;
   next.start(*pool, backend.address(), h2_get("/next"));
   REQUIRE(finish(*loop, next));
   CHECK(next.recorder.body == "fine");
   CHECK(backend.accepted() == 1);
+}
+
+TEST_CASE("h2c: a stream whose response and request are complete is never reset") {
+  // The exchange lets go of its stream inside the callback that ends the
+  // response, usually before the session has seen the stream close. nghttp2
+  // peers count resets (rapid-reset limit) and answer GOAWAY after about a
+  // thousand of them.
+  auto loop = make_loop();
+  h2::SessionConfig config = H2Backend::server_config();
+  config.max_concurrent_streams = 4;  // a stream left open would soon block the connection
+  H2Backend backend(*loop, config);
+  backend.respond = [](H2Backend::Connection& c, H2Backend::Stream& s) {
+    if (s.head.target == "/trailers") {
+      msg::HeaderMap trailers;
+      trailers.add("grpc-status", "0");
+      c.respond(s.id, 200, "t", &trailers);
+    } else if (s.head.target == "/empty") {
+      c.respond(s.id, 204, "");
+    } else {
+      c.respond(s.id, 200, "hello");
+    }
+  };
+  auto pool = make_pool(*loop);
+  const std::vector<std::string> targets = {"/data", "/trailers", "/empty", "/body", "/later"};
+  for (int round = 0; round < 4; ++round) {
+    for (const std::string& path : targets) {
+      CAPTURE(path);
+      Exchange e;
+      auto let_go = [&e] {
+        if (e.recorder.ended) e.stream.reset();
+      };
+      if (path != "/later") {
+        e.recorder.after_head = let_go;
+        e.recorder.after_data = let_go;
+        e.recorder.after_trailers = let_go;
+      }
+      if (path == "/body") {
+        msg::RequestHead head = h2_get(path);
+        head.method = "POST";
+        e.start(*pool, backend.address(), std::move(head), false);
+        e.stream->send_request_data("payload", true);
+      } else {
+        e.start(*pool, backend.address(), h2_get(path));
+      }
+      REQUIRE(finish(*loop, e));
+      CHECK_FALSE(e.recorder.failure.has_value());
+      e.stream.reset();  // "/later": on a later turn, once the session has closed it
+    }
+  }
+  REQUIRE(run_until(*loop, [&] { return backend.open == 0; }));
+  run_for(*loop, 20ms);  // any reset would have arrived by now
+  CHECK(backend.streams.size() == 20);
+  CHECK(backend.accepted() == 1);
+  CHECK(backend.frames_received(FrameCounter::kRstStream) == 0);
+  for (const auto& s : backend.streams) CHECK(s->closed == h2::error_code::no_error);
+}
+
+TEST_CASE("h2c: a complete response to an unfinished request resets the stream with CANCEL") {
+  auto loop = make_loop();
+  H2Backend backend(*loop);
+  backend.on_head = [](H2Backend::Connection& c, H2Backend::Stream& s) {
+    c.respond(s.id, 200, "early");  // before the request body
+  };
+  backend.respond = [](H2Backend::Connection&, H2Backend::Stream&) {};
+  auto pool = make_pool(*loop);
+  msg::RequestHead head = h2_get("/upload");
+  head.method = "POST";
+  Exchange e;
+  e.recorder.after_data = [&e] {
+    if (e.recorder.ended) e.stream.reset();
+  };
+  e.start(*pool, backend.address(), std::move(head), false);
+  e.stream->send_request_data("part of it", false);
+  REQUIRE(finish(*loop, e));
+  CHECK(e.recorder.body == "early");
+  REQUIRE(run_until(*loop, [&] { return backend.at(0).closed.has_value(); }));
+  CHECK(*backend.at(0).closed == h2::error_code::cancel);
+  CHECK(backend.frames_received(FrameCounter::kRstStream) == 1);
 }
 
 TEST_CASE("h2c: a stream destroyed before its head never reaches the server") {
