@@ -59,6 +59,10 @@ Status Controller::init() {
   listener_options.reuse_port = false;  // a second controller on the same port is a mistake
   // Streams carry heartbeats: a connection silent for three of them is dead.
   listener_options.connection.idle_timeout = 3 * stream_options.heartbeat_interval;
+  // The server stops writing above its high water and resumes on the
+  // connection's drained event, which needs the same high-water mark.
+  listener_options.connection.high_water = stream_options.high_water;
+  listener_options.connection.low_water = stream_options.high_water / 4;
   RETURN_IF_ERROR(server_->listen(config_.listen, listener_options));
 
   ASSIGN_OR_RETURN(auto admin_address, net::Address::from_ip("0.0.0.0", config_.admin_port));

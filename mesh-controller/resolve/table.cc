@@ -44,6 +44,13 @@ std::string hex(std::string_view bytes) {
   return out;
 }
 
+// Appends `text` to a comma-separated list; empty text is no element.
+void append_element(std::string& list, std::string_view text) {
+  if (text.empty()) return;
+  if (!list.empty()) list += kComma;
+  list += text;
+}
+
 }  // namespace
 
 std::string sha256(std::string_view data) {
@@ -74,6 +81,13 @@ Snapshot::Snapshot(std::vector<std::shared_ptr<const ServiceEntry>> entries)
   digests.reserve(entries_.size() * SHA256_DIGEST_LENGTH);
   for (const auto& e : entries_) digests += e->digest;
   digest_ = sha256(digests);
+  blocks_.resize((entries_.size() + kBlockEntries - 1) / kBlockEntries);
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const ServiceEntry& e = *entries_[i];
+    Block& block = blocks_[i / kBlockEntries];
+    if (e.listed) append_element(block.services, e.service_json);
+    append_element(block.endpoints, e.endpoints_json);
+  }
 }
 
 size_t Snapshot::find(std::string_view key) const {
@@ -104,31 +118,38 @@ Table::Table(std::string ns, std::shared_ptr<const Snapshot> snapshot,
 
 std::vector<std::string_view> Table::chunks() const {
   const auto& entries = snapshot_->entries();
+  const auto& blocks = snapshot_->blocks();
   std::vector<std::string_view> out;
-  out.reserve(entries.size() * 4 + 3);
-  out.push_back(head_);
-  auto next_override = overrides_.begin();
+  out.reserve(blocks.size() * 4 + overrides_.size() * 2 * Snapshot::kBlockEntries + 3);
   bool first = true;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const ServiceEntry& e = *entries[i];
-    std::string_view text = e.service_json;
-    if (next_override != overrides_.end() && next_override->first == i) {
-      text = next_override->second;
-      ++next_override;
-    }
-    if (!e.listed) continue;
+  auto element = [&](std::string_view text) {
+    if (text.empty()) return;
     if (!first) out.push_back(kComma);
     out.push_back(text);
     first = false;
+  };
+  out.push_back(head_);
+  auto next_override = overrides_.begin();
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const size_t begin = b * Snapshot::kBlockEntries;
+    const size_t end = std::min(begin + Snapshot::kBlockEntries, entries.size());
+    if (next_override == overrides_.end() || next_override->first >= end) {
+      element(blocks[b].services);
+      continue;
+    }
+    for (size_t i = begin; i < end; ++i) {
+      const ServiceEntry& e = *entries[i];
+      std::string_view text = e.service_json;
+      if (next_override != overrides_.end() && next_override->first == i) {
+        text = next_override->second;
+        ++next_override;
+      }
+      if (e.listed) element(text);
+    }
   }
   out.push_back(kMiddle);
   first = true;
-  for (const auto& e : entries) {
-    if (e->endpoints_json.empty()) continue;
-    if (!first) out.push_back(kComma);
-    out.push_back(e->endpoints_json);
-    first = false;
-  }
+  for (const Snapshot::Block& block : blocks) element(block.endpoints);
   out.push_back(kEnd);
   return out;
 }

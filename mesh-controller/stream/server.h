@@ -68,7 +68,11 @@ struct ServerOptions {
   // How much of a table a stream hands to its HTTP/2 queue at a time.
   size_t feed_bytes = 64 * 1024;
   // Transport output above this stops feeding and reading until it drains.
-  size_t high_water = 1024 * 1024;
+  // Each connection may hold this much beyond the kernel's socket buffer: at
+  // 1 MiB, 200 streams reading slower than the controller writes raised its
+  // peak RSS by 190 MiB, and the allocator kept 120 MiB of it
+  // (bench/README.md, "Mesh controller at scale").
+  size_t high_water = 256 * 1024;
   std::chrono::milliseconds heartbeat_interval{30000};
   // shutdown() waits this long for connections to close after GOAWAY, then
   // closes what is left.

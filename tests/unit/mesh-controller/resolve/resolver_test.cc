@@ -170,6 +170,67 @@ TEST_CASE("Table: chunks are the JSON, the version is a content hash") {
   CHECK(r->compute("web")->version() == a->version());
 }
 
+TEST_CASE("Table: blocks of entries give the same JSON as entry by entry, in few pieces") {
+  // 150 entries: three blocks, the last one partial. Every 7th is not listed
+  // (headless), every 5th has no endpoints.
+  std::vector<std::shared_ptr<const ServiceEntry>> entries;
+  for (size_t i = 0; i < 150; ++i) {
+    auto e = std::make_shared<ServiceEntry>();
+    e->key = "ns/svc-" + std::to_string(1000 + i);
+    e->listed = i % 7 != 3;
+    if (e->listed) e->service_json = R"({"s":)" + std::to_string(i) + "}";
+    if (i % 5 != 0) e->endpoints_json = R"({"e":)" + std::to_string(i) + R"(},{"f":1})";
+    e->digest = sha256(e->key);
+    entries.push_back(std::move(e));
+  }
+  auto snapshot = std::make_shared<const Snapshot>(entries);
+  REQUIRE(snapshot->blocks().size() == 3);
+
+  // What the table is, built entry by entry.
+  auto expected = [&](const Table& t, const std::vector<std::pair<size_t, std::string>>& overrides) {
+    std::string services, endpoints;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      std::string text = entries[i]->service_json;
+      for (const auto& [index, override_text] : overrides) {
+        if (index == i) text = override_text;
+      }
+      if (entries[i]->listed) services += (services.empty() ? "" : ",") + text;
+      if (!entries[i]->endpoints_json.empty()) {
+        endpoints += (endpoints.empty() ? "" : ",") + entries[i]->endpoints_json;
+      }
+    }
+    return R"({"version":")" + t.version() + R"(","namespace":")" + t.ns() +
+           R"(","services":[)" + services + R"(],"endpoints":[)" + endpoints + "]}";
+  };
+
+  Table plain("web", snapshot, {});
+  CHECK(plain.json() == expected(plain, {}));
+  // Head, 3 service blocks, 2 commas, the middle, 3 endpoint blocks, 2 commas, the end.
+  CHECK(plain.chunks().size() == 13);
+
+  // Overrides at a block's first and last entry, in the partial block, and
+  // on an entry that is not listed (which stays out).
+  std::vector<std::pair<size_t, std::string>> overrides = {
+      {0, R"({"o":0})"}, {3, R"({"o":3})"}, {63, R"({"o":63})"}, {64, R"({"o":64})"},
+      {149, R"({"o":149})"}};
+  Table custom("shop", snapshot, overrides);
+  CHECK(custom.json() == expected(custom, overrides));
+  CHECK(custom.json().find(R"({"o":3})") == std::string::npos);
+  CHECK(custom.version() != plain.version());
+
+  // Nothing listed and no endpoints at all: empty arrays.
+  std::vector<std::shared_ptr<const ServiceEntry>> bare;
+  for (size_t i = 0; i < 70; ++i) {
+    auto e = std::make_shared<ServiceEntry>();
+    e->key = "ns/h-" + std::to_string(1000 + i);
+    e->digest = sha256(e->key);
+    bare.push_back(std::move(e));
+  }
+  Table empty("web", std::make_shared<const Snapshot>(bare), {});
+  CHECK(empty.json() == R"({"version":")" + empty.version() +
+                            R"(","namespace":"web","services":[],"endpoints":[]})");
+}
+
 TEST_CASE("producer and consumer routes (MeshConsumerRoute, GEP-1686)") {
   auto r = shop();
   feed(*r, R"({"kind":"Namespace","metadata":{"name":"third"}})");

@@ -187,6 +187,30 @@ TEST_CASE("a slow sidecar gets the table in flight and then only the latest vers
   CHECK(contains(h.metrics(), "trellis_controller_tables_sent_total 2\n"));
 }
 
+TEST_CASE("a sidecar that does not read holds at most high_water of output, then gets the rest") {
+  const ServerOptions defaults;
+  REQUIRE(defaults.high_water == 256 * 1024);
+  Harness h(Harness::insecure_options());
+  add_services(*h.resolver, 1, 8000);
+  // The sidecar's windows (8 MiB): flow control does not stop the server.
+  Client c(*h.server, std::nullopt, 8u << 20);
+  int32_t id = c.get(kShop);
+  auto v1 = h.table();
+  REQUIRE(v1->json().size() > 4 * defaults.high_water);
+  c.reading = false;
+  REQUIRE(h.run_until({&c}, [&] { return c.pipe->paused; }));
+  event::testing::run_for(*h.loop, milliseconds(50));
+  c.pump();
+  // One produce() batch past the mark at most: a stream's feed and its frame headers.
+  CHECK(c.pipe->to_client.size() > defaults.high_water);
+  CHECK(c.pipe->to_client.size() <= defaults.high_water + defaults.feed_bytes + 1024);
+
+  c.reading = true;
+  REQUIRE(h.run_until({&c}, [&] { return c.responses[id].tables().size() == 1; }));
+  CHECK(c.responses[id].tables()[0] == v1->json());
+  CHECK_FALSE(c.pipe->paused);
+}
+
 TEST_CASE("a stream that returns to the version being written does not get it twice") {
   ServerOptions options = Harness::insecure_options();
   options.feed_bytes = 16 * 1024;
