@@ -18,6 +18,10 @@ tools_build() {  # build dir
     bench_log "configuring $dir (release)"
     meson setup "$dir" "$BENCH_ROOT" -Dbuildtype=release >"$BENCH_WORK/logs/meson-setup.log" 2>&1 ||
       { tail -20 "$BENCH_WORK/logs/meson-setup.log" >&2; bench_die "meson setup $dir failed"; }
+  else
+    # A directory an older bench/run configured may lack -Werror.
+    meson configure "$dir" -Dbuildtype=release -Dwerror=true >/dev/null ||
+      bench_die "meson configure $dir failed"
   fi
   bench_log "building trellis-proxy, trellis-init, trellis-echo, bench-hot-path-allocations in $dir (-j1)"
   ninja -C "$dir" -j1 proxy/trellis-proxy proxy/init/trellis-init tests/support/echo/trellis-echo \
