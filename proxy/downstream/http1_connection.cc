@@ -103,8 +103,9 @@ Http1ServerConnection::Http1ServerConnection(std::unique_ptr<net::TcpConnection>
       metrics_(metrics),
       events_(*this),
       decoder_(events_, decoder_options(options)),
-      wait_timer_(connection_->loop(), [this] { on_wait_timeout(); }),
-      kick_timer_(connection_->loop(), [this] { on_kick(); }) {
+      header_deadline_(connection_->loop(), [this] { on_wait_timeout(); }),
+      idle_deadline_(connection_->loop(), [this] { on_wait_timeout(); }),
+      kick_(connection_->loop(), [this] { on_kick(); }) {
   metrics_.connections_open.inc();
 }
 
@@ -629,8 +630,8 @@ void Http1ServerConnection::on_write_drained() {
 void Http1ServerConnection::on_error(const Error& error) {
   log::debug("downstream connection failed", {{"error", error.message}, {"peer", info_.peer.to_string()}});
   closing_ = true;
-  wait_timer_.stop();
-  kick_timer_.stop();
+  arm_wait(Wait::none);
+  kick_.cancel();
   reset_stream(true);
   report_closed();  // last action
 }
@@ -644,11 +645,16 @@ void Http1ServerConnection::on_closed() {
 
 void Http1ServerConnection::arm_wait(Wait wait) {
   wait_ = wait;
-  if (wait == Wait::none) {
-    wait_timer_.stop();
-    return;
+  if (wait == Wait::header) {
+    header_deadline_.arm(options_.header_timeout);
+  } else {
+    header_deadline_.disarm();
   }
-  wait_timer_.start(wait == Wait::header ? options_.header_timeout : options_.idle_timeout);
+  if (wait == Wait::idle) {
+    idle_deadline_.arm(options_.idle_timeout);
+  } else {
+    idle_deadline_.disarm();
+  }
 }
 
 void Http1ServerConnection::on_wait_timeout() {
@@ -661,7 +667,7 @@ void Http1ServerConnection::on_wait_timeout() {
   }
 }
 
-void Http1ServerConnection::kick() { kick_timer_.start(std::chrono::milliseconds::zero()); }
+void Http1ServerConnection::kick() { kick_.schedule(); }
 
 void Http1ServerConnection::on_kick() {
   // Ended streams and their exchanges: no call of theirs is on the stack now.
@@ -740,7 +746,7 @@ void Http1ServerConnection::reset_stream(bool notify) {
 void Http1ServerConnection::close_gracefully() {
   if (closing_) return;
   closing_ = true;
-  wait_timer_.stop();
+  arm_wait(Wait::none);
   decoder_.pause();
   connection_->close();  // flushes, FIN, then on_closed()
   if (connection_->state() == net::TcpConnection::State::closed) kick();
@@ -749,7 +755,7 @@ void Http1ServerConnection::close_gracefully() {
 void Http1ServerConnection::abort_connection() {
   if (closing_ && connection_->state() == net::TcpConnection::State::closed) return;
   closing_ = true;
-  wait_timer_.stop();
+  arm_wait(Wait::none);
   decoder_.pause();
   connection_->abort();
   kick();  // reports closed on a fresh stack

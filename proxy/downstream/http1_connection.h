@@ -68,7 +68,8 @@
 #include <vector>
 
 #include "common/base/result.h"
-#include "common/event/timer.h"
+#include "common/event/deadline.h"
+#include "common/event/turn_task.h"
 #include "common/http/message.h"
 #include "common/http1/decoder.h"
 #include "common/http1/encoder.h"
@@ -224,8 +225,11 @@ class Http1ServerConnection final : public ServerConnection,
   bool tunnel_client_done_ = false;  // the client's EOF went to the exchange
   bool tunnel_server_done_ = false;  // the exchange ended its side
   Wait wait_ = Wait::none;
-  event::Timer wait_timer_;
-  event::Timer kick_timer_;     // continues processing on a fresh stack
+  // One deadline per kind: each is re-armed with one duration only, so that
+  // re-arming per request never moves a pending timer (see event::Deadline).
+  event::Deadline header_deadline_;
+  event::Deadline idle_deadline_;
+  event::TurnTask kick_;        // continues processing on a fresh stack
 };
 
 }  // namespace trellis::proxy::downstream

@@ -77,8 +77,8 @@ Http2ServerConnection::Http2ServerConnection(std::unique_ptr<net::TcpConnection>
       info_(std::move(info)),
       options_(options),
       metrics_(metrics),
-      idle_timer_(connection_->loop(), [this] { on_idle_timeout(); }),
-      kick_timer_(connection_->loop(), [this] { on_kick(); }) {
+      idle_deadline_(connection_->loop(), [this] { on_idle_timeout(); }),
+      kick_(connection_->loop(), [this] { on_kick(); }) {
   metrics_.connections_open.inc();
 }
 
@@ -109,7 +109,7 @@ void Http2ServerConnection::start(std::string replay, bool peer_eof) {
     connection_->set_handler(*this);  // detection read first
   } else if (!s.ok()) {
     closing_ = true;
-    kick_timer_.start(std::chrono::milliseconds::zero());
+    kick_.schedule();
     return;
   }
   update_idle_timer();
@@ -161,8 +161,8 @@ void Http2ServerConnection::on_eof() {
 void Http2ServerConnection::on_error(const Error& error) {
   log::debug("downstream connection failed", {{"error", error.message}, {"peer", info_.peer.to_string()}});
   closing_ = true;
-  idle_timer_.stop();
-  kick_timer_.stop();
+  idle_deadline_.disarm();
+  kick_.cancel();
   abort_session();
   report_closed();  // last action
 }
@@ -199,7 +199,7 @@ void Http2ServerConnection::on_write_drained() {
 void Http2ServerConnection::on_request_head(int32_t stream_id, h::RequestHead&& head,
                                             bool end_stream) {
   metrics_.count_request(h::Version::http2);
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   auto stream = std::make_unique<Stream>(*this, stream_id, info_);
   Stream* s = stream.get();
   s->request_complete = end_stream;
@@ -251,7 +251,7 @@ void Http2ServerConnection::on_stream_close(int32_t stream_id, uint32_t) {
   s->detach();
   if (notify && s->exchange) s->exchange->on_downstream_reset();
   retired_.push_back(std::move(s));
-  if (!kick_timer_.active()) kick_timer_.start(std::chrono::milliseconds::zero());
+  kick_.schedule();
   update_idle_timer();
 }
 
@@ -368,7 +368,7 @@ void Http2ServerConnection::flush() {
         closing_ = true;
         abort_session();
         connection_->abort();
-        kick_timer_.start(std::chrono::milliseconds::zero());
+        kick_.schedule();
         return;
       }
     }
@@ -437,9 +437,9 @@ void Http2ServerConnection::update_congestion(Stream& s) {
 void Http2ServerConnection::update_idle_timer() {
   if (closing_) return;
   if (streams_.empty()) {
-    idle_timer_.start(options_.idle_timeout);
+    idle_deadline_.arm(options_.idle_timeout);
   } else {
-    idle_timer_.stop();
+    idle_deadline_.disarm();
   }
 }
 
@@ -467,10 +467,10 @@ void Http2ServerConnection::on_kick() {
 void Http2ServerConnection::close_gracefully() {
   if (closing_) return;
   closing_ = true;
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   connection_->close();  // flushes, FIN, then on_closed()
   if (connection_->state() == net::TcpConnection::State::closed) {
-    kick_timer_.start(std::chrono::milliseconds::zero());
+    kick_.schedule();
   }
 }
 

@@ -36,7 +36,8 @@
 #include <vector>
 
 #include "common/base/result.h"
-#include "common/event/timer.h"
+#include "common/event/deadline.h"
+#include "common/event/turn_task.h"
 #include "common/http/message.h"
 #include "common/http2/session.h"
 #include "common/net/tcp_connection.h"
@@ -153,8 +154,8 @@ class Http2ServerConnection final : public ServerConnection,
   bool socket_congested_ = false;
   bool draining_ = false;
   bool closing_ = false;
-  event::Timer idle_timer_;
-  event::Timer kick_timer_;  // reaps retired streams, reports an abort on a fresh stack
+  event::Deadline idle_deadline_;
+  event::TurnTask kick_;  // reaps retired streams, reports an abort on a fresh stack
 };
 
 }  // namespace trellis::proxy::downstream

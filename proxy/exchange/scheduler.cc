@@ -2,18 +2,20 @@
 
 #include <utility>
 
+#include "common/event/deadline.h"
+
 namespace trellis::proxy::exchange {
 
 namespace {
 
 class LoopAlarm final : public Alarm {
  public:
-  LoopAlarm(event::EventLoop& loop, std::function<void()> fire) : timer_(loop, std::move(fire)) {}
-  void arm(std::chrono::milliseconds after) override { timer_.start(after); }
-  void disarm() override { timer_.stop(); }
+  LoopAlarm(event::EventLoop& loop, std::function<void()> fire) : deadline_(loop, std::move(fire)) {}
+  void arm(std::chrono::milliseconds after) override { deadline_.arm(after); }
+  void disarm() override { deadline_.disarm(); }
 
  private:
-  event::Timer timer_;
+  event::Deadline deadline_;
 };
 
 }  // namespace

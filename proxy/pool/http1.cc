@@ -121,7 +121,7 @@ Http1Connection::Http1Connection(Context& context, Http1Endpoint& endpoint)
     : ctx_(context),
       endpoint_(endpoint),
       decoder_(*this, decoder_options(context.config)),
-      idle_timer_(context.loop, [this] {
+      idle_deadline_(context.loop, [this] {
         if (state_ == State::idle) close(true);
       }) {}
 
@@ -154,7 +154,7 @@ void Http1Connection::on_connected(const Status& status) {
 
 void Http1Connection::attach(Http1Stream& stream) {
   state_ = State::busy;
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   stream_ = &stream;
   reused_ = served_ > 0 || was_parked_;
   head_sent_ = false;
@@ -180,13 +180,13 @@ void Http1Connection::park() {
   state_ = State::idle;
   was_parked_ = true;
   transport_->resume_reading();
-  idle_timer_.start(ctx_.config.idle_timeout);
+  idle_deadline_.arm(ctx_.config.idle_timeout);
 }
 
 void Http1Connection::close(bool graceful) {
   if (state_ == State::closed) return;
   state_ = State::closed;
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   if (counted_open_) {
     counted_open_ = false;
     ctx_.connection_closed(UpstreamProtocol::http1);

@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/event/timer.h"
+#include "common/event/deadline.h"
 #include "common/http1/decoder.h"
 #include "common/http1/encoder.h"
 #include "proxy/pool/internal.h"
@@ -108,7 +108,7 @@ class Http1Connection final : public Retired,
   Http1Endpoint& endpoint_;
   std::unique_ptr<Transport> transport_;
   http1::ResponseDecoder decoder_;
-  event::Timer idle_timer_;
+  event::Deadline idle_deadline_;
   State state_ = State::connecting;
   bool counted_open_ = false;
   uint64_t served_ = 0;   // requests completed on this connection

@@ -100,7 +100,7 @@ Http2Connection::Http2Connection(Context& context, Http2Endpoint& endpoint)
     : ctx_(context),
       endpoint_(endpoint),
       flush_task_(context.loop, [this] { flush(); }),
-      idle_timer_(context.loop, [this] {
+      idle_deadline_(context.loop, [this] {
         if (state_ == State::ready && streams_.empty() && session_->open_streams() == 0) go_away();
       }) {}
 
@@ -169,7 +169,7 @@ void Http2Connection::submit(Http2Stream& s) {
     return;
   }
   streams_.insert(&s);
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   s.request_ended_ = !has_body;
   s.submitted(*this, id.value());
   flush_task_.schedule();
@@ -239,7 +239,7 @@ size_t Http2Connection::queued_bytes(const Http2Stream& s) const {
 void Http2Connection::go_away() {
   if (state_ != State::ready) return;
   state_ = State::draining;
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   endpoint_.on_going_away(*this);
   (void)session_->shutdown_gracefully();
   flush_task_.schedule();
@@ -293,8 +293,8 @@ void Http2Connection::maybe_idle() {
   }
   if (ctx_.draining) {
     go_away();
-  } else if (!idle_timer_.active()) {
-    idle_timer_.start(ctx_.config.idle_timeout);
+  } else if (!idle_deadline_.armed()) {
+    idle_deadline_.arm(ctx_.config.idle_timeout);
   }
 }
 
@@ -352,7 +352,7 @@ void Http2Connection::close(bool graceful) {
     session_->abort(h2::error_code::cancel);
   }
   state_ = State::closed;
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   if (counted_open_) {
     counted_open_ = false;
     ctx_.connection_closed(endpoint_.target().protocol);
@@ -441,7 +441,7 @@ void Http2Connection::on_goaway(int32_t last_stream_id, uint32_t error_code) {
                                      {"error_code", std::string(h2::error_code_name(error_code))}});
   if (state_ != State::ready) return;
   state_ = State::draining;
-  idle_timer_.stop();
+  idle_deadline_.disarm();
   endpoint_.on_going_away(*this);
 }
 

@@ -11,7 +11,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "common/event/timer.h"
+#include "common/event/deadline.h"
 #include "common/http2/session.h"
 #include "proxy/pool/internal.h"
 
@@ -141,7 +141,7 @@ class Http2Connection final : public Retired,
   uint32_t preface_length_ = 0;
   std::string out_;
   event::TurnTask flush_task_;  // once per turn: all the turn's frames in one write
-  event::Timer idle_timer_;
+  event::Deadline idle_deadline_;
 };
 
 class Http2Endpoint final : public Endpoint {
