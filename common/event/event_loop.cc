@@ -17,6 +17,12 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   loop->wakeup_.data = loop.get();
   uv_idle_init(&loop->loop_, &loop->deferred_runner_);
   loop->deferred_runner_.data = loop.get();
+  uv_prepare_init(&loop->loop_, &loop->turn_end_);
+  loop->turn_end_.data = loop.get();
+  uv_prepare_start(&loop->turn_end_, [](uv_prepare_t* p) {
+    static_cast<EventLoop*>(p->data)->turn_time_valid_ = false;
+  });
+  uv_unref(reinterpret_cast<uv_handle_t*>(&loop->turn_end_));  // never keeps the loop alive
   loop->initialized_ = true;
   return loop;
 }
@@ -37,6 +43,7 @@ EventLoop::~EventLoop() {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&deferred_runner_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&turn_end_), nullptr);
   uv_walk(
       &loop_,
       [](uv_handle_t* h, void*) {
@@ -107,6 +114,14 @@ void EventLoop::run_deferred() {
   for (Task& task : deferred_batch_) task();
   deferred_batch_.clear();
   if (deferred_.empty()) uv_idle_stop(&deferred_runner_);
+}
+
+std::chrono::steady_clock::time_point EventLoop::turn_time() {
+  if (!turn_time_valid_) {
+    turn_time_ = std::chrono::steady_clock::now();
+    turn_time_valid_ = true;
+  }
+  return turn_time_;
 }
 
 uv_buf_t EventLoop::read_buffer() {

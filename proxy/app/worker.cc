@@ -67,7 +67,8 @@ Status Worker::start(size_t index) {
   ASSIGN_OR_RETURN(pool_, pool::Pool::create(loop_, pool_config, env_->pool_metrics));
 
   auto random = [this] { return random_(); };
-  ASSIGN_OR_RETURN(balancer_, balancer::Balancer::create({}, steady_now, random));
+  auto turn_time = [this] { return loop_.turn_time(); };
+  ASSIGN_OR_RETURN(balancer_, balancer::Balancer::create({}, turn_time, random));
 
   exchange::WorkerContext context;
   context.pool = pool_.get();

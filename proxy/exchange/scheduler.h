@@ -11,7 +11,6 @@
 #include <memory>
 
 #include "common/event/event_loop.h"
-#include "common/event/timer.h"
 
 namespace trellis::proxy::exchange {
 
@@ -36,13 +35,14 @@ class Scheduler {
   virtual void defer(std::function<void()> task) = 0;
 };
 
-// Backed by a worker's loop: steady_clock for the clock (sub-millisecond
-// latencies for the balancer and the duration histogram), event::Timer for
-// alarms, EventLoop::defer. The loop must outlive the scheduler and its alarms.
+// Backed by a worker's loop: the loop's turn time for the clock (a
+// steady_clock reading per loop turn: sub-millisecond latencies for the
+// balancer and the duration histogram), event::Deadline for
+// alarms (re-armed per request without a timer update each), EventLoop::defer. The loop must outlive the scheduler and its alarms.
 class LoopScheduler final : public Scheduler {
  public:
   explicit LoopScheduler(event::EventLoop& loop) : loop_(loop) {}
-  TimePoint now() override { return std::chrono::steady_clock::now(); }
+  TimePoint now() override { return loop_.turn_time(); }
   std::unique_ptr<Alarm> alarm(std::function<void()> fire) override;
   void defer(std::function<void()> task) override { loop_.defer(std::move(task)); }
 

@@ -213,3 +213,20 @@ TEST_CASE("UvHandle frees initialised and never-initialised handles without leak
   timer.reset();  // closed; freed in the close callback when the loop is destroyed
   loop.reset();   // ASan reports a leak if either handle was not freed
 }
+
+TEST_CASE("turn_time is read once per loop turn and moves on after the loop waits") {
+  auto loop = make_loop();
+  REQUIRE(loop);
+  std::vector<std::chrono::steady_clock::time_point> seen;
+  Timer first(*loop, [&] {
+    seen.push_back(loop->turn_time());
+    std::this_thread::sleep_for(2ms);
+    seen.push_back(loop->turn_time());  // same turn: the same reading
+  });
+  Timer later(*loop, [&] { seen.push_back(loop->turn_time()); });
+  first.start(1ms);
+  later.start(30ms);  // the loop waits in between
+  REQUIRE(run_until(*loop, [&] { return seen.size() == 3; }));
+  CHECK(seen[0] == seen[1]);
+  CHECK(seen[2] - seen[0] >= 25ms);
+}
