@@ -63,7 +63,8 @@ Backend: $BACKEND_NAME (chosen by the backend check below). $(report_columns)
 $(report_load_header)
 EOF
   report_load_row "direct (client → backend)" direct-h1
-  report_load_row "HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), nbthread 1" haproxy-h1
+  report_load_row "HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), nbthread 1 (ClusterIP, REDIRECT: the proxy's path)" haproxy-h1
+  report_load_row "HAProxy, nbthread 1, dialled on 127.0.0.1 (no NAT)" haproxy-loopback-h1
   report_load_row "trellis-proxy, 1 worker" trellis-h1
   report_load_row "trellis-proxy, 1 worker, 80/20 split route" trellis-split
   [[ -n ${MEM_LARGE_IDLE:-} ]] && report_load_row "trellis-proxy, 1 worker, 10 000-Service table" trellis10k-h1
