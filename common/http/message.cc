@@ -1,11 +1,26 @@
 #include "common/http/message.h"
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace trellis::http {
 namespace {
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Lower-cases the ASCII letters among 8 bytes at once: a byte gets 0x20 when
+// its low 7 bits are in 'A'..'Z' and its top bit is clear. No carry crosses
+// a byte: every addend keeps each byte below 0x100.
+uint64_t fold_ascii8(uint64_t w) {
+  constexpr uint64_t k01 = 0x0101010101010101;
+  constexpr uint64_t k80 = 0x80 * k01;
+  uint64_t low7 = w & ~k80;
+  uint64_t at_least_a = low7 + (0x80 - 'A') * k01;
+  uint64_t above_z = low7 + (0x80 - 'Z' - 1) * k01;
+  uint64_t upper = at_least_a & ~above_z & ~w & k80;
+  return w | (upper >> 2);
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -24,13 +39,31 @@ std::string_view version_name(Version v) {
   return "HTTP/1.1";
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
+namespace detail {
+
+bool iequals_same_size(const char* a, const char* b, size_t n) {
+  auto same = [&](size_t at, size_t len) {
+    uint64_t x = 0;
+    uint64_t y = 0;
+    std::memcpy(&x, a + at, len);
+    std::memcpy(&y, b + at, len);
+    return x == y || fold_ascii8(x) == fold_ascii8(y);
+  };
+  if (n < 4) {
+    for (size_t i = 0; i < n; ++i) {
+      if (lower(a[i]) != lower(b[i])) return false;
+    }
+    return true;
   }
-  return true;
+  // The last word overlaps the one before it rather than going byte by byte.
+  if (n < 8) return same(0, 4) && same(n - 4, 4);
+  for (size_t i = 0; i + 8 < n; i += 8) {
+    if (!same(i, 8)) return false;
+  }
+  return same(n - 8, 8);
 }
+
+}  // namespace detail
 
 void HeaderMap::add(std::string_view name, std::string_view value) {
   headers_.push_back(Header{std::string(name), std::string(value)});
@@ -107,6 +140,22 @@ std::string_view RequestHead::query() const {
   return q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
 }
 
+void RequestHead::clear() {
+  method.clear();
+  target.clear();
+  authority.clear();
+  if (std::string_view(scheme) != "http") scheme.assign("http");
+  version = Version::http11;
+  headers.clear();
+}
+
+void ResponseHead::clear() {
+  status = 200;
+  reason.clear();
+  version = Version::http11;
+  headers.clear();
+}
+
 std::string_view reason_phrase(int status) {
   switch (status) {
     case 100: return "Continue";
@@ -148,52 +197,73 @@ std::string_view reason_phrase(int status) {
 
 namespace {
 
-bool always_hop_by_hop(std::string_view name) {
-  return iequals(name, "keep-alive") || iequals(name, "proxy-connection") ||
-         iequals(name, "transfer-encoding") || iequals(name, "upgrade");
-}
+enum class HopKind : uint8_t { end_to_end, connection, te, other };
 
-// Whether a Connection field lists `name` among its comma-separated tokens.
-bool named_by_connection(const std::vector<Header>& headers, std::string_view name) {
-  for (const Header& h : headers) {
-    if (!iequals(h.name, "connection")) continue;
-    std::string_view v = h.value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      if (iequals(trim(v.substr(0, comma)), name)) return true;
-      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
-    }
+// One compare per name: the length picks the only candidate it can be.
+HopKind hop_kind(std::string_view name) {
+  switch (name.size()) {
+    case 2: return iequals(name, "te") ? HopKind::te : HopKind::end_to_end;
+    case 7: return iequals(name, "upgrade") ? HopKind::other : HopKind::end_to_end;
+    case 10:
+      if (iequals(name, "connection")) return HopKind::connection;
+      return iequals(name, "keep-alive") ? HopKind::other : HopKind::end_to_end;
+    case 16: return iequals(name, "proxy-connection") ? HopKind::other : HopKind::end_to_end;
+    case 17: return iequals(name, "transfer-encoding") ? HopKind::other : HopKind::end_to_end;
+    default: return HopKind::end_to_end;
   }
-  return false;
 }
 
 }  // namespace
 
 void strip_hop_by_hop(HeaderMap& map) {
   std::vector<Header>& headers = map.headers_;
-  bool has_connection = false;
-  for (const Header& h : headers) has_connection = has_connection || iequals(h.name, "connection");
-  // Every field is judged while the Connection values (which name fields to
-  // drop) are intact; a field to drop gets an empty name, which no real
-  // field has (both codecs reject it). Then one pass removes them.
+  // A field to drop gets an empty name, which no real field has (both codecs
+  // reject it); the last pass removes them. TE is read before its name goes.
+  size_t connections = 0;
+  bool dropped = false;
   bool te_seen = false;
   bool te_trailers = false;
   for (Header& h : headers) {
-    if (iequals(h.name, "connection")) continue;  // still needed; removed below
-    bool drop;
-    if (iequals(h.name, "te")) {
-      // TE: only "trailers" may cross a proxy (gRPC requires it end to end).
-      if (!te_seen) te_trailers = iequals(trim(h.value), "trailers");
-      te_seen = true;
-      drop = true;
-    } else {
-      drop = always_hop_by_hop(h.name) || (has_connection && named_by_connection(headers, h.name));
+    switch (hop_kind(h.name)) {
+      case HopKind::end_to_end:
+        continue;
+      case HopKind::connection:
+        ++connections;  // its value is still needed
+        continue;
+      case HopKind::te:
+        // TE: only "trailers" may cross a proxy (gRPC requires it end to end).
+        if (!te_seen) te_trailers = iequals(trim(h.value), "trailers");
+        te_seen = true;
+        break;
+      case HopKind::other:
+        break;
     }
-    if (drop) h.name.clear();
+    h.name.clear();
+    dropped = true;
+  }
+  if (connections == 0 && !dropped) return;
+  // Each name a Connection field lists is looked for once. A Connection
+  // field's own name goes only after its list is read; a listed
+  // "connection" is skipped so that no later Connection field is lost.
+  for (size_t c = 0; connections > 0; ++c) {
+    Header& conn = headers[c];
+    if (!iequals(conn.name, "connection")) continue;
+    std::string_view list = conn.value;
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view token = trim(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      if (token.empty() || iequals(token, "connection")) continue;
+      for (Header& h : headers) {
+        if (iequals(h.name, token)) h.name.clear();
+      }
+    }
+    conn.name.clear();
+    --connections;
   }
   size_t kept = 0;
   for (size_t i = 0; i < headers.size(); ++i) {
-    if (headers[i].name.empty() || iequals(headers[i].name, "connection")) continue;
+    if (headers[i].name.empty()) continue;
     if (kept != i) headers[kept] = std::move(headers[i]);
     ++kept;
   }

@@ -20,7 +20,15 @@ enum class Version { http10, http11, http2 };
 
 std::string_view version_name(Version v);  // "HTTP/1.0", "HTTP/1.1", "HTTP/2"
 
-bool iequals(std::string_view a, std::string_view b);
+namespace detail {
+bool iequals_same_size(const char* a, const char* b, size_t n);
+}
+
+// ASCII case-insensitive equality. Inline so that the length check, which
+// settles most lookups of a literal name, costs no call.
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && detail::iequals_same_size(a.data(), b.data(), a.size());
+}
 
 struct Header {
   std::string name;
@@ -78,6 +86,8 @@ struct RequestHead {
 
   std::string_view path() const;   // target without the query
   std::string_view query() const;  // after '?', without it; empty when none
+  // Back to a default head, keeping the capacity of what was not moved away.
+  void clear();
 };
 
 struct ResponseHead {
@@ -85,6 +95,9 @@ struct ResponseHead {
   std::string reason;  // HTTP/1 only; empty means the standard phrase
   Version version = Version::http11;
   HeaderMap headers;
+
+  // Back to a default head, keeping the capacity of what was not moved away.
+  void clear();
 };
 
 // The standard reason phrase of a status code ("Not Found"), or "Unknown".

@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <charconv>
+#include <cstring>
 
 #include "common/http1/syntax.h"
 
@@ -10,21 +11,61 @@ namespace {
 
 Error encode_error(std::string message) { return Error{std::move(message), 500}; }
 
-void append_number(uint64_t n, int base, std::string& out) {
-  char buf[20];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), n, base);
-  (void)ec;  // 20 digits hold any uint64_t
-  out.append(buf, static_cast<size_t>(end - buf));
-}
+// Writes into space already added to the output: one memcpy per piece
+// instead of a std::string::append call.
+class Cursor {
+ public:
+  explicit Cursor(char* p) : p_(p) {}
+  Cursor& put(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+    return *this;
+  }
+  Cursor& put_number(uint64_t n, int base) {
+    p_ = std::to_chars(p_, p_ + kMaxDigits, n, base).ptr;  // 20 digits hold any uint64_t
+    return *this;
+  }
+  char* pos() const { return p_; }
+
+  static constexpr size_t kMaxDigits = 20;
+
+ private:
+  char* p_;
+};
+
+// Grows `out` by an upper bound of what the encoding writes; finish() cuts
+// it to what was written, abandon() back to where it was.
+class Reservation {
+ public:
+  Reservation(std::string& out, size_t bound) : out_(out), mark_(out.size()) {
+    out.resize(mark_ + bound);
+  }
+  Cursor cursor() { return Cursor(&out_[mark_]); }
+  void finish(const Cursor& c) { out_.resize(static_cast<size_t>(c.pos() - out_.data())); }
+  void abandon() { out_.resize(mark_); }
+
+ private:
+  std::string& out_;
+  size_t mark_;
+};
 
 // Fields the encoder writes itself (framing from Framing, Host from the
 // authority) and therefore never copies from a header map.
 bool is_owned_field(std::string_view name) {
-  return http::iequals(name, "content-length") || http::iequals(name, "transfer-encoding") ||
-         http::iequals(name, "host");
+  switch (name.size()) {
+    case 4: return http::iequals(name, "host");
+    case 14: return http::iequals(name, "content-length");
+    case 17: return http::iequals(name, "transfer-encoding");
+    default: return false;
+  }
 }
 
-Status append_fields(const http::HeaderMap& fields, std::string_view what, std::string& out) {
+// What append_fields() may write at most.
+size_t fields_bound(const http::HeaderMap& fields) {
+  return fields.byte_size() + 4 * fields.size();
+}
+
+Status append_fields(const http::HeaderMap& fields, std::string_view what, Cursor& out) {
   for (size_t i = 0; i < fields.size(); ++i) {
     const http::Header& f = fields[i];
     if (!is_token(f.name)) {
@@ -35,63 +76,60 @@ Status append_fields(const http::HeaderMap& fields, std::string_view what, std::
                           "].value: invalid character");
     }
     if (is_owned_field(f.name)) continue;
-    out.append(f.name).append(": ").append(f.value).append("\r\n");
+    out.put(f.name).put(": ").put(f.value).put("\r\n");
   }
   return ok_status();
 }
 
-Status append_framing(const Framing& framing, http::Version version, std::string& out) {
+constexpr std::string_view kContentLength = "Content-Length: ";
+constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
+constexpr size_t kFramingBound = kContentLength.size() + Cursor::kMaxDigits + 2;
+static_assert(kChunked.size() <= kFramingBound);
+
+Status check_framing(const Framing& framing, http::Version version) {
+  if (framing.kind == Framing::Kind::chunked && version == http::Version::http10) {
+    return encode_error("framing: chunked needs HTTP/1.1");
+  }
+  return ok_status();
+}
+
+void append_framing(const Framing& framing, Cursor& out) {
   switch (framing.kind) {
     case Framing::Kind::none:
     case Framing::Kind::close_delimited:
-      return ok_status();
+      return;
     case Framing::Kind::content_length:
-      out.append("Content-Length: ");
-      append_number(framing.length, 10, out);
-      out.append("\r\n");
-      return ok_status();
+      out.put(kContentLength).put_number(framing.length, 10).put("\r\n");
+      return;
     case Framing::Kind::chunked:
-      if (version == http::Version::http10) {
-        return encode_error("framing: chunked needs HTTP/1.1");
-      }
-      out.append("Transfer-Encoding: chunked\r\n");
-      return ok_status();
+      out.put(kChunked);
+      return;
   }
-  return ok_status();
 }
 
 std::string_view version_text(http::Version v) {
   return v == http::Version::http10 ? "HTTP/1.0" : "HTTP/1.1";
 }
 
-size_t estimated_size(const http::HeaderMap& fields) {
-  return fields.byte_size() + 4 * fields.size() + 96;
-}
+}  // namespace
 
-// Runs `encode`, leaving `out` as it was when it fails.
-template <typename F>
-Status transactional(std::string& out, F&& encode) {
-  size_t mark = out.size();
-  Status s = encode();
-  if (!s.ok()) out.resize(mark);
-  return s;
-}
-
-Status encode_request_head_impl(const http::RequestHead& head, const Framing& framing,
-                                std::string& out) {
+Status encode_request_head(const http::RequestHead& head, const Framing& framing,
+                           std::string& out) {
   if (!is_token(head.method)) return encode_error("method: not a token");
-  bool connect = head.method == "CONNECT";
+  std::string_view method = head.method;
+  std::string_view target = head.target;
+  bool connect = method == "CONNECT";
   if (connect) {
     if (!is_authority(head.authority)) return encode_error("authority: not host[:port]");
   } else {
-    if (head.target.empty()) return encode_error("target: empty");
-    for (char c : head.target) {
+    if (target.empty()) return encode_error("target: empty");
+    for (char c : target) {
       if (!is_target_char(c)) return encode_error("target: invalid character");
     }
-    if (head.target.front() != '/' && head.target != "*") {
+    if (target.front() != '/' && target != "*") {
       return encode_error("target: not origin-form or '*'");
     }
-    if (head.target == "*" && head.method != "OPTIONS") {
+    if (target == "*" && method != "OPTIONS") {
       return encode_error("target: '*' is for OPTIONS only");
     }
     if (!head.authority.empty() && !is_authority(head.authority)) {
@@ -101,23 +139,32 @@ Status encode_request_head_impl(const http::RequestHead& head, const Framing& fr
   if (framing.kind == Framing::Kind::close_delimited) {
     return encode_error("framing: a request body cannot be delimited by close");
   }
-  out.reserve(out.size() + estimated_size(head.headers) + head.method.size() +
-              head.target.size() + 2 * head.authority.size());
-  out.append(head.method).append(" ");
-  out.append(connect ? head.authority : head.target).append(" ");
-  out.append(version_text(head.version)).append("\r\n");
+  if (connect) target = head.authority;
+  std::string_view host_prefix = "Host: ";
+  size_t bound = head.method.size() + target.size() + 12 + host_prefix.size() +
+                 head.authority.size() + 2 + fields_bound(head.headers) + kFramingBound + 2;
+  Reservation r(out, bound);
+  Cursor c = r.cursor();
+  c.put(head.method).put(" ").put(target).put(" ").put(version_text(head.version)).put("\r\n");
   // HTTP/1.1 requires Host, empty when the target has no authority (RFC 9112 §3.2).
   if (!head.authority.empty() || head.version != http::Version::http10) {
-    out.append("Host: ").append(head.authority).append("\r\n");
+    c.put(host_prefix).put(head.authority).put("\r\n");
   }
-  if (Status s = append_fields(head.headers, "headers", out); !s.ok()) return s;
-  if (Status s = append_framing(framing, head.version, out); !s.ok()) return s;
-  out.append("\r\n");
+  // Field errors are reported before framing errors.
+  Status s = append_fields(head.headers, "headers", c);
+  if (s.ok()) s = check_framing(framing, head.version);
+  if (!s.ok()) {
+    r.abandon();
+    return s;
+  }
+  append_framing(framing, c);
+  c.put("\r\n");
+  r.finish(c);
   return ok_status();
 }
 
-Status encode_response_head_impl(const http::ResponseHead& head, const Framing& framing,
-                                 std::string& out) {
+Status encode_response_head(const http::ResponseHead& head, const Framing& framing,
+                            std::string& out) {
   if (head.status < 100 || head.status > 599) {
     return encode_error("status: " + std::to_string(head.status) + " is not in 100..599");
   }
@@ -132,24 +179,33 @@ Status encode_response_head_impl(const http::ResponseHead& head, const Framing& 
       framing.kind != Framing::Kind::content_length) {
     return encode_error("framing: status 304 has no body");
   }
-  out.reserve(out.size() + estimated_size(head.headers) + reason.size());
-  out.append(version_text(head.version)).append(" ");
-  append_number(static_cast<uint64_t>(head.status), 10, out);
-  out.append(" ").append(reason).append("\r\n");
-  if (Status s = append_fields(head.headers, "headers", out); !s.ok()) return s;
-  if (Status s = append_framing(framing, head.version, out); !s.ok()) return s;
+  bool announce_close = false;
   if (framing.kind == Framing::Kind::close_delimited) {
-    bool announced = false;
+    announce_close = true;
     head.headers.for_each_value("connection", [&](std::string_view v) {
-      announced = announced || has_token(v, "close");
+      announce_close = announce_close && !has_token(v, "close");
     });
-    if (!announced) out.append("Connection: close\r\n");
   }
-  out.append("\r\n");
+  constexpr std::string_view kClose = "Connection: close\r\n";
+  size_t bound = 16 + reason.size() + fields_bound(head.headers) + kFramingBound +
+                 kClose.size() + 2;
+  Reservation r(out, bound);
+  Cursor c = r.cursor();
+  c.put(version_text(head.version)).put(" ");
+  c.put_number(static_cast<uint64_t>(head.status), 10).put(" ").put(reason).put("\r\n");
+  // Field errors are reported before framing errors.
+  Status s = append_fields(head.headers, "headers", c);
+  if (s.ok()) s = check_framing(framing, head.version);
+  if (!s.ok()) {
+    r.abandon();
+    return s;
+  }
+  append_framing(framing, c);
+  if (announce_close) c.put(kClose);
+  c.put("\r\n");
+  r.finish(c);
   return ok_status();
 }
-
-}  // namespace
 
 Framing Framing::of(const MessageInfo& info) {
   switch (info.body) {
@@ -165,40 +221,37 @@ Framing Framing::of(const MessageInfo& info) {
   return no_body();
 }
 
-Status encode_request_head(const http::RequestHead& head, const Framing& framing,
-                           std::string& out) {
-  return transactional(out, [&] { return encode_request_head_impl(head, framing, out); });
-}
-
-Status encode_response_head(const http::ResponseHead& head, const Framing& framing,
-                            std::string& out) {
-  return transactional(out, [&] { return encode_response_head_impl(head, framing, out); });
-}
-
 void encode_continue(std::string& out) { out.append("HTTP/1.1 100 Continue\r\n\r\n"); }
 
 void encode_chunk_header(uint64_t size, std::string& out) {
   assert(size > 0);
-  append_number(size, 16, out);
-  out.append("\r\n");
+  Reservation r(out, Cursor::kMaxDigits + 2);
+  Cursor c = r.cursor();
+  c.put_number(size, 16).put("\r\n");
+  r.finish(c);
 }
 
 void encode_chunk(std::string_view data, std::string& out) {
   if (data.empty()) return;
-  out.reserve(out.size() + data.size() + 20);
-  encode_chunk_header(data.size(), out);
-  out.append(data).append(kChunkEnd);
+  Reservation r(out, Cursor::kMaxDigits + 2 + data.size() + kChunkEnd.size());
+  Cursor c = r.cursor();
+  c.put_number(data.size(), 16).put("\r\n").put(data).put(kChunkEnd);
+  r.finish(c);
 }
 
 Status encode_last_chunk(const http::HeaderMap* trailers, std::string& out) {
-  return transactional(out, [&]() -> Status {
-    out.append("0\r\n");
-    if (trailers != nullptr) {
-      if (Status s = append_fields(*trailers, "trailers", out); !s.ok()) return s;
+  Reservation r(out, 5 + (trailers != nullptr ? fields_bound(*trailers) : 0));
+  Cursor c = r.cursor();
+  c.put("0\r\n");
+  if (trailers != nullptr) {
+    if (Status s = append_fields(*trailers, "trailers", c); !s.ok()) {
+      r.abandon();
+      return s;
     }
-    out.append("\r\n");
-    return ok_status();
-  });
+  }
+  c.put("\r\n");
+  r.finish(c);
+  return ok_status();
 }
 
 }  // namespace trellis::http1

@@ -1,6 +1,8 @@
 #include "common/http1/syntax.h"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 
 #include "common/http/message.h"
 
@@ -18,13 +20,24 @@ constexpr std::array<bool, 256> make_tchar_table() {
 
 constexpr std::array<bool, 256> kTchar = make_tchar_table();
 
+// reg-name and IPv4 characters: unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2).
+constexpr std::array<bool, 256> make_reg_name_table() {
+  std::array<bool, 256> t = make_tchar_table();
+  for (char c : std::string_view("^`|#")) t[static_cast<unsigned char>(c)] = false;
+  for (char c : std::string_view("(),;=")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+
+constexpr std::array<bool, 256> kRegName = make_reg_name_table();
+
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// reg-name and IPv4 characters: unreserved / pct-encoded / sub-delims (RFC 3986 §3.2.2).
-bool is_reg_name_char(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  if (u < 0x80 && kTchar[u] && c != '^' && c != '`' && c != '|' && c != '#') return true;
-  return c == '(' || c == ')' || c == ',' || c == ';' || c == '=';
+bool is_field_value_bytes(std::string_view s) {
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -38,16 +51,19 @@ bool is_token(std::string_view s) {
 }
 
 bool is_field_value(std::string_view s) {
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  constexpr uint64_t k01 = 0x0101010101010101;
+  constexpr uint64_t k80 = 0x80 * k01;
+  size_t i = 0;
+  // 8 bytes at a time: a top bit is set for every byte below 0x20 or equal to
+  // 0x7f (exact, no false alarm); HTAB is one of them, so a hit is re-checked.
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    uint64_t del = w ^ (0x7f * k01);
+    uint64_t hit = ((w - 0x20 * k01) & ~w & k80) | ((del - k01) & ~del & k80);
+    if (hit != 0 && !is_field_value_bytes(s.substr(i, 8))) return false;
   }
-  return true;
-}
-
-bool is_target_char(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  return u > 0x20 && u < 0x7f && c != '#';
+  return is_field_value_bytes(s.substr(i));
 }
 
 bool is_authority(std::string_view s) {
@@ -78,7 +94,7 @@ bool is_authority(std::string_view s) {
     if (host.empty()) return false;
   }
   for (char c : host) {
-    if (!is_reg_name_char(c)) return false;
+    if (!kRegName[static_cast<unsigned char>(c)]) return false;
   }
   for (char c : port) {
     if (!is_digit(c)) return false;
@@ -94,12 +110,6 @@ bool has_token(std::string_view list, std::string_view token) {
     list.remove_prefix(comma + 1);
   }
   return false;
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 }  // namespace trellis::http1

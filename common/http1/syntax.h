@@ -17,7 +17,10 @@ bool is_field_value(std::string_view s);
 inline bool is_reason_phrase(std::string_view s) { return is_field_value(s); }
 
 // A request-target character: VCHAR except '#' (a fragment never goes on the wire).
-bool is_target_char(char c);
+inline bool is_target_char(char c) {
+  unsigned char u = static_cast<unsigned char>(c);
+  return u > 0x20 && u < 0x7f && c != '#';
+}
 
 // host [ ":" port ] as it appears in Host and in CONNECT targets: reg-name,
 // IPv4 or a bracketed IPv6 literal, optional digits-only port. Empty is not
@@ -29,6 +32,10 @@ bool is_authority(std::string_view s);
 bool has_token(std::string_view list, std::string_view token);
 
 // The value without leading and trailing SP / HTAB (RFC 9110 OWS).
-std::string_view trim_ows(std::string_view s);
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
 
 }  // namespace trellis::http1

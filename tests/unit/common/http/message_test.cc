@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <iterator>
+#include <string>
+
 #include "tests/support/allocation/allocation_counter.h"
 
 using trellis::http::HeaderMap;
@@ -54,6 +57,65 @@ TEST_CASE("iequals compares ASCII case-insensitively and only equal lengths") {
   CHECK_FALSE(trellis::http::iequals("content-length", "content-lengt"));
   CHECK_FALSE(trellis::http::iequals("a\xc3\xa9", "A\xc3\x89"));  // non-ASCII is compared exactly
   CHECK(trellis::http::iequals("", ""));
+}
+
+TEST_CASE("iequals folds only ASCII letters, at every length and position") {
+  using trellis::http::iequals;
+  // Lengths around the 4- and 8-byte steps of the word-wise compare.
+  for (size_t n = 0; n <= 20; ++n) {
+    std::string lower_case;
+    for (size_t i = 0; i < n; ++i) lower_case.push_back(static_cast<char>('a' + i % 26));
+    for (size_t i = 0; i < n; ++i) {
+      std::string upper_case = lower_case;
+      upper_case[i] = static_cast<char>(upper_case[i] - 'a' + 'A');
+      CHECK(iequals(lower_case, upper_case));
+      std::string other = lower_case;
+      other[i] = '-';
+      CHECK_FALSE(iequals(lower_case, other));
+    }
+  }
+  // Every byte pair: equal exactly when equal after folding A-Z alone.
+  auto fold = [](int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  for (int x = 0; x < 256; ++x) {
+    for (int y = 0; y < 256; ++y) {
+      std::string a = "xxxxxxxxx";
+      std::string b = a;
+      a[4] = static_cast<char>(x);
+      b[4] = static_cast<char>(y);
+      bool expected = fold(x) == fold(y);
+      if (iequals(a, b) != expected || iequals(a.substr(2, 3), b.substr(2, 3)) != expected) {
+        FAIL("bytes " << x << " and " << y);
+      }
+    }
+  }
+}
+
+TEST_CASE("clear() resets a head to its defaults") {
+  RequestHead r;
+  r.method = "POST";
+  r.target = "/a";
+  r.authority = "a.example";
+  r.scheme = "https";
+  r.version = trellis::http::Version::http10;
+  r.headers.add("X", "1");
+  r.clear();
+  CHECK(r.method.empty());
+  CHECK(r.target.empty());
+  CHECK(r.authority.empty());
+  CHECK(r.scheme == "http");
+  CHECK(r.version == trellis::http::Version::http11);
+  CHECK(r.headers.empty());
+
+  trellis::http::ResponseHead s;
+  s.status = 404;
+  s.reason = "Gone Fishing";
+  s.version = trellis::http::Version::http10;
+  s.headers.add("X", "1");
+  s.clear();
+  CHECK(s.status == 200);
+  CHECK(s.reason.empty());
+  CHECK(s.version == trellis::http::Version::http11);
+  CHECK(s.headers.empty());
 }
 
 TEST_CASE("request target splits into path and query") {
@@ -146,6 +208,60 @@ TEST_CASE("hop-by-hop stripping copes with malformed Connection lists") {
   CHECK(h[0].name == "X-B");
   CHECK(h[1].name == "te");
   CHECK(h[1].value == "trailers");
+}
+
+TEST_CASE("hop-by-hop classification: every name in any case, look-alikes kept") {
+  for (const char* name : {"connection", "CONNECTION", "Connection", "keep-alive", "Keep-ALIVE",
+                           "proxy-connection", "Proxy-Connection", "transfer-encoding",
+                           "TRANSFER-ENCODING", "upgrade", "UpGrade", "te", "Te", "tE"}) {
+    HeaderMap h;
+    h.add(name, "x");
+    trellis::http::strip_hop_by_hop(h);
+    CHECK_MESSAGE(h.empty(), name);
+  }
+  // Same length or prefix as a hop-by-hop name, or one letter off.
+  const char* kept[] = {"ts",         "tf",         "upgrader",         "upgradd",
+                        "connectioN2", "connectiom", "keep-alivf",       "keep_alive",
+                        "x-connection", "proxy-connectiox", "transfer-encodinf",
+                        "content-encoding", "content-length", "t",   "proxy-authorization"};
+  HeaderMap h;
+  for (const char* name : kept) h.add(name, "v");
+  trellis::testing::start_counting_allocations();
+  trellis::http::strip_hop_by_hop(h);
+  CHECK(trellis::testing::stop_counting_allocations() == 0);
+  REQUIRE(h.size() == std::size(kept));
+  for (size_t i = 0; i < h.size(); ++i) CHECK(h[i].name == kept[i]);
+}
+
+TEST_CASE("hop-by-hop: Connection names fields in any case; TE keeps only trailers") {
+  HeaderMap h;
+  h.add("X-Foo", "1");
+  h.add("Connection", "x-FOO,X-Bar");
+  h.add("x-bar", "2");
+  h.add("X-Barr", "3");  // shares a prefix with a named field
+  h.add("TE", "trailers");
+  trellis::http::strip_hop_by_hop(h);
+  REQUIRE(h.size() == 2);
+  CHECK(h[0].name == "X-Barr");
+  CHECK(h[1].name == "te");
+  CHECK(h[1].value == "trailers");
+
+  HeaderMap g;
+  g.add("TE", "trailers, deflate");  // more than trailers: dropped entirely
+  g.add("Connection", "te");
+  trellis::http::strip_hop_by_hop(g);
+  CHECK(g.empty());
+
+  // Stripping twice (the proxy does, once per hop) changes nothing more.
+  HeaderMap t;
+  t.add("te", "\ttrailers");
+  t.add("A", "1");
+  trellis::http::strip_hop_by_hop(t);
+  trellis::http::strip_hop_by_hop(t);
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].name == "A");
+  CHECK(t[1].name == "te");
+  CHECK(t[1].value == "trailers");
 }
 
 TEST_CASE("reason phrases") {
