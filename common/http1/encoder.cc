@@ -111,6 +111,23 @@ std::string_view version_text(http::Version v) {
   return v == http::Version::http10 ? "HTTP/1.0" : "HTTP/1.1";
 }
 
+// After the start line: the fields, the framing, `extra` (a whole field
+// line or nothing) and the blank line. On failure `out` is as it was; field
+// errors are reported before framing errors.
+Status finish_head(const http::HeaderMap& fields, const Framing& framing, http::Version version,
+                   std::string_view extra, Reservation& r, Cursor& c) {
+  Status s = append_fields(fields, "headers", c);
+  if (s.ok()) s = check_framing(framing, version);
+  if (!s.ok()) {
+    r.abandon();
+    return s;
+  }
+  append_framing(framing, c);
+  c.put(extra).put("\r\n");
+  r.finish(c);
+  return ok_status();
+}
+
 }  // namespace
 
 Status encode_request_head(const http::RequestHead& head, const Framing& framing,
@@ -150,17 +167,7 @@ Status encode_request_head(const http::RequestHead& head, const Framing& framing
   if (!head.authority.empty() || head.version != http::Version::http10) {
     c.put(host_prefix).put(head.authority).put("\r\n");
   }
-  // Field errors are reported before framing errors.
-  Status s = append_fields(head.headers, "headers", c);
-  if (s.ok()) s = check_framing(framing, head.version);
-  if (!s.ok()) {
-    r.abandon();
-    return s;
-  }
-  append_framing(framing, c);
-  c.put("\r\n");
-  r.finish(c);
-  return ok_status();
+  return finish_head(head.headers, framing, head.version, {}, r, c);
 }
 
 Status encode_response_head(const http::ResponseHead& head, const Framing& framing,
@@ -193,18 +200,8 @@ Status encode_response_head(const http::ResponseHead& head, const Framing& frami
   Cursor c = r.cursor();
   c.put(version_text(head.version)).put(" ");
   c.put_number(static_cast<uint64_t>(head.status), 10).put(" ").put(reason).put("\r\n");
-  // Field errors are reported before framing errors.
-  Status s = append_fields(head.headers, "headers", c);
-  if (s.ok()) s = check_framing(framing, head.version);
-  if (!s.ok()) {
-    r.abandon();
-    return s;
-  }
-  append_framing(framing, c);
-  if (announce_close) c.put(kClose);
-  c.put("\r\n");
-  r.finish(c);
-  return ok_status();
+  return finish_head(head.headers, framing, head.version,
+                     announce_close ? kClose : std::string_view(), r, c);
 }
 
 Framing Framing::of(const MessageInfo& info) {
