@@ -16,6 +16,7 @@ Sidecar::~Sidecar() {
   controller_.reset();
   if (workers_) (void)workers_->shutdown();
   workers_.reset();
+  main_worker_.reset();
   admin_.reset();
   signals_.reset();
   drain_poll_.reset();
@@ -41,15 +42,20 @@ Status Sidecar::init() {
   register_admin_routes();
 
   workers_by_index_.assign(static_cast<size_t>(config_.workers), nullptr);
-  auto env = env_;
-  ASSIGN_OR_RETURN(workers_, event::Workers::start(
-                                 static_cast<size_t>(config_.workers),
-                                 [this, env](event::EventLoop& loop,
-                                             size_t index) -> Result<std::unique_ptr<event::WorkerState>> {
-                                   ASSIGN_OR_RETURN(auto worker, Worker::create(loop, env, index));
-                                   workers_by_index_[index] = worker.get();
-                                   return std::unique_ptr<event::WorkerState>(std::move(worker));
-                                 }));
+  if (config_.workers == 1) {
+    ASSIGN_OR_RETURN(main_worker_, Worker::create(*loop_, env_, 0));
+    workers_by_index_[0] = main_worker_.get();
+  } else {
+    auto env = env_;
+    ASSIGN_OR_RETURN(workers_, event::Workers::start(
+                                   static_cast<size_t>(config_.workers),
+                                   [this, env](event::EventLoop& loop,
+                                               size_t index) -> Result<std::unique_ptr<event::WorkerState>> {
+                                     ASSIGN_OR_RETURN(auto worker, Worker::create(loop, env, index));
+                                     workers_by_index_[index] = worker.get();
+                                     return std::unique_ptr<event::WorkerState>(std::move(worker));
+                                   }));
+  }
 
   auto install_table = [this](LoadedTable t) { install(std::move(t)); };
   if (config_.controller.port != 0) {
@@ -80,9 +86,7 @@ void Sidecar::install(LoadedTable table) {
     return;
   }
   std::shared_ptr<const exchange::InstalledTable> shared = std::move(*installed);
-  workers_->post_all([shared](event::EventLoop&, event::WorkerState* state) {
-    static_cast<Worker*>(state)->install(shared);
-  });
+  for_each_worker([shared](Worker& w) { w.install(shared); });
   current_ = table.routes;
   (void)version_info_.set({current_->version, current_->ns});
 }
@@ -117,7 +121,7 @@ void Sidecar::begin_drain(const char* why) {
   draining_ = true;
   drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
   log::info("draining", {{"cause", why}, {"timeout_ms", static_cast<int64_t>(config_.drain_timeout.count())}});
-  workers_->post_all([](event::EventLoop&, event::WorkerState* state) { static_cast<Worker*>(state)->drain(); });
+  for_each_worker([](Worker& w) { w.drain(); });
   drain_poll_->start(std::chrono::milliseconds(50), std::chrono::milliseconds(50));
 }
 
@@ -126,19 +130,25 @@ void Sidecar::check_drained() {
   for (Worker* w : workers_by_index_) open += w->open_connections();
   bool expired = std::chrono::steady_clock::now() >= drain_deadline_;
   if (open > 0 && !expired) {
-    workers_->post_all(
-        [](event::EventLoop&, event::WorkerState* state) { static_cast<Worker*>(state)->refresh_open_count(); });
+    for_each_worker([](Worker& w) { w.refresh_open_count(); });
     return;
   }
   if (open > 0) {
     log::warn("drain deadline passed; closing what is left", {{"open_connections", open}});
-    workers_->post_all(
-        [](event::EventLoop&, event::WorkerState* state) { static_cast<Worker*>(state)->close_all(); });
+    for_each_worker([](Worker& w) { w.close_all(); });
   } else {
     log::info("drained");
   }
   drain_poll_->stop();
-  loop_->stop();
+  loop_->defer([this] { loop_->stop(); });  // after the worker tasks deferred above
+}
+
+void Sidecar::for_each_worker(const std::function<void(Worker&)>& task) {
+  if (main_worker_) {
+    loop_->defer([this, task] { task(*main_worker_); });
+    return;
+  }
+  workers_->post_all([task](event::EventLoop&, event::WorkerState* state) { task(*static_cast<Worker*>(state)); });
 }
 
 int Sidecar::run() {

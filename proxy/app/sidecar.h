@@ -5,6 +5,7 @@
 // peers get GOAWAY), then stop.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "common/admin/server.h"
@@ -38,6 +39,8 @@ class Sidecar {
   void register_admin_routes();
   void begin_drain(const char* why);
   void check_drained();
+  // Runs `task` on every worker's loop, later (never inside the caller).
+  void for_each_worker(const std::function<void(Worker&)>& task);
 
   ProxyConfig config_;
   metrics::Registry registry_;
@@ -45,8 +48,14 @@ class Sidecar {
   std::unique_ptr<admin::Server> admin_;
   std::shared_ptr<const WorkerEnvironment> env_;
   std::unique_ptr<exchange::BudgetRegistry> budgets_;
-  std::vector<Worker*> workers_by_index_;  // owned by workers_; read only on the main thread
+  std::vector<Worker*> workers_by_index_;  // owned by workers_ or main_worker_; main thread only
   std::unique_ptr<event::Workers> workers_;
+  // --workers 1: the one worker runs on the main loop and the process has a
+  // single thread, like linkerd2-proxy's runtime on one core. Besides a
+  // thread, that saves an atomic per syscall: the kernel takes no reference
+  // on the file of an fd a single-threaded process uses, and libc's read and
+  // send skip their cancellation bookkeeping.
+  std::unique_ptr<Worker> main_worker_;
   std::unique_ptr<RoutesFileWatcher> watcher_;     // --routes-file
   std::unique_ptr<ControllerStream> controller_;  // --controller
   std::unique_ptr<event::SignalWatcher> signals_;
