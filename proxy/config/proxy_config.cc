@@ -69,7 +69,7 @@ const config::Spec<ProxyConfig>& spec() {
     s.option({"--admin-port", "TRELLIS_ADMIN_PORT",
               "admin server: /metrics, /ready, /live, /config, POST /drain", "15020"},
              config::port(&C::admin_port));
-    s.option({"--workers", "TRELLIS_WORKERS", "worker threads, each with its own loop and listeners", "2"},
+    s.option({"--workers", "TRELLIS_WORKERS", "workers, each with its own loop and listeners (1: on the main thread)", "2"},
              config::integer(&C::workers, 1, 64));
     s.option({"--log-level", "TRELLIS_LOG_LEVEL", "debug, info, warn or error", "info"},
              config::one_of(&C::log_level, {{"debug", log::Level::debug},
