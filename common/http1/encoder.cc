@@ -17,6 +17,7 @@ class Cursor {
  public:
   explicit Cursor(char* p) : p_(p) {}
   Cursor& put(std::string_view s) {
+    if (s.empty()) return *this;  // an empty view may have no data() to copy from
     std::memcpy(p_, s.data(), s.size());
     p_ += s.size();
     return *this;
