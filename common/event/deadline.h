@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <functional>
+#include <utility>
 
 #include "common/event/callback_scope.h"
 #include "common/event/event_loop.h"
@@ -38,6 +39,9 @@ class Deadline {
   void arm(std::chrono::milliseconds after);
   void disarm();
   bool armed() const { return armed_; }
+  // Replaces what runs when it fires, so that a disarmed deadline can be
+  // reused (its pending libuv timer with it). Not from inside the callback.
+  void set_callback(Callback callback) { callback_ = std::move(callback); }
 
  private:
   static void on_timer(uv_timer_t* handle);

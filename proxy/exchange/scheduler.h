@@ -35,19 +35,27 @@ class Scheduler {
   virtual void defer(std::function<void()> task) = 0;
 };
 
+class DeadlinePool;
+
 // Backed by a worker's loop: the loop's turn time for the clock (a
 // steady_clock reading per loop turn: sub-millisecond latencies for the
-// balancer and the duration histogram), event::Deadline for
-// alarms (re-armed per request without a timer update each), EventLoop::defer. The loop must outlive the scheduler and its alarms.
+// balancer and the duration histogram), EventLoop::defer, and for alarms
+// event::Deadlines that outlive the alarms: a released alarm's deadline
+// (and its pending libuv timer) serves the next one, so a request with a
+// timeout neither creates nor closes a libuv timer, and re-arming the same
+// duration updates no timer either. The loop must outlive the scheduler and
+// its alarms; alarms may outlive the scheduler.
 class LoopScheduler final : public Scheduler {
  public:
-  explicit LoopScheduler(event::EventLoop& loop) : loop_(loop) {}
+  explicit LoopScheduler(event::EventLoop& loop);
+  ~LoopScheduler() override;
   TimePoint now() override { return loop_.turn_time(); }
   std::unique_ptr<Alarm> alarm(std::function<void()> fire) override;
   void defer(std::function<void()> task) override { loop_.defer(std::move(task)); }
 
  private:
   event::EventLoop& loop_;
+  std::shared_ptr<DeadlinePool> deadlines_;  // shared with the alarms
 };
 
 }  // namespace trellis::proxy::exchange

@@ -133,3 +133,17 @@ TEST_CASE("a deadline may destroy itself or re-arm from its callback") {
   REQUIRE(run_until(*loop, [&] { return fired == 3; }));
   CHECK_FALSE(again.armed());
 }
+
+TEST_CASE("a disarmed deadline reused with a new callback runs only the new one") {
+  auto loop = make_loop();
+  REQUIRE(loop);
+  std::vector<int> fired;
+  Deadline d(*loop, [&] { fired.push_back(1); });
+  d.arm(5ms);
+  d.disarm();
+  d.set_callback([&] { fired.push_back(2); });
+  d.arm(10ms);  // later than the pending timer, which then re-arms itself
+  REQUIRE(run_until(*loop, [&] { return !fired.empty(); }));
+  run_for(*loop, 20ms);
+  CHECK(fired == std::vector<int>{2});
+}

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,4 +40,27 @@ TEST_CASE("LoopScheduler: alarms fire once when armed, not when disarmed; defer 
   CHECK(events == std::vector<std::string>{"deferred", "last", "rearmed"});
   CHECK(rearmed_first);
   CHECK(scheduler.now() >= before);
+}
+
+TEST_CASE("LoopScheduler: a released alarm never fires; the next alarm reuses its deadline") {
+  auto loop = trellis::event::EventLoop::create();
+  REQUIRE(loop.ok());
+  auto scheduler = std::make_unique<ex::LoopScheduler>(**loop);
+  std::vector<std::string> events;
+  for (int i = 0; i < 100; ++i) {  // a keep-alive connection's requests, each with a timeout
+    auto alarm = scheduler->alarm([&] { events.push_back("released"); });
+    alarm->arm(milliseconds(1));
+  }
+  auto held = scheduler->alarm([&] { events.push_back("held"); });
+  held->arm(milliseconds(5));
+  auto stopper = scheduler->alarm([&] { (*loop)->stop(); });
+  stopper->arm(milliseconds(30));
+  (*loop)->run();
+  CHECK(events == std::vector<std::string>{"held"});
+  // Alarms may outlive their scheduler (their owner may be a deferred task).
+  scheduler.reset();
+  held->arm(milliseconds(1));
+  stopper->arm(milliseconds(20));
+  (*loop)->run();
+  CHECK(events == std::vector<std::string>{"held", "held"});
 }
