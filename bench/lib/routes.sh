@@ -5,7 +5,9 @@
 #   backend   10.96.0.10:80  no route attached (passthrough at L7: the
 #                            Service's own endpoints) → the HTTP/1 backend v1
 #   split     10.96.0.11:80  HTTPRoute, one rule: backend-v1 weight 80,
-#                            backend-v2 weight 20 (two ports of the backend)
+#                            backend-v2 weight 20 (two ports of the backend),
+#                            with timeouts and a retry policy, as a
+#                            production route has them
 #   backend-h2 10.96.0.12:80 no route attached → trellis-echo (h2c capable)
 # The 10k table adds 10 000 Services (routes_large) on top.
 
@@ -25,7 +27,9 @@ routes_bench_services() {
  "routes":[{"kind":"HTTPRoute","namespace":"bench","name":"split",
    "creationTimestamp":"2026-01-01T00:00:00Z","port":80,
    "rules":[{"backendRefs":[{"name":"backend-v1","port":80,"weight":80},
-                            {"name":"backend-v2","port":80,"weight":20}]}]}]},
+                            {"name":"backend-v2","port":80,"weight":20}],
+             "timeouts":{"request":"10s","backendRequest":"5s"},
+             "retry":{"codes":[502,503],"attempts":2,"backoff":"25ms"}}]}]},
 {"namespace":"bench","name":"backend-h2","clusterIPs":["$ROUTES_H2_VIP"],
  "ports":[{"name":"http","port":80,"targetPort":${BACKEND_ECHO_PORTS[0]},"appProtocol":"http"}]}
 EOF
