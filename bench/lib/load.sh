@@ -157,3 +157,24 @@ load_summary() {  # config
   done
   echo "${v[*]}"
 }
+
+# How many ready sockets a proxy handles per epoll_wait under wrk load: the
+# returns of epoll_wait over one second, from the syscall tracepoint (perf,
+# root). A proxy that is busy all the time collects more events per wait,
+# and its client and backend then see bigger bursts (bench/README.md, "The
+# last 2 %"). Prints "calls_per_s events_per_call", or "- -" without perf.
+load_epoll_batching() {  # url, proxy pid
+  local url=$1 pid=$2 data=$BENCH_WORK/epoll.$2.data wrk_pid
+  command -v perf >/dev/null || { echo "- -"; return 0; }
+  in_client taskset -c "$BENCH_LOAD_CPU" wrk -t1 -c"$LOAD_CONNECTIONS" -d3s "$url" >/dev/null 2>&1 &
+  wrk_pid=$!
+  sleep 1
+  perf record -q -o "$data" -e syscalls:sys_exit_epoll_wait -p "$pid" -- sleep 1 >/dev/null 2>&1 || true
+  wait "$wrk_pid" || true
+  perf script -i "$data" 2>/dev/null | awk '
+    function hex(s,   i, n) { n = 0; s = tolower(substr(s, 3))
+      for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+      return n }
+    /sys_exit_epoll_wait/ { r = $NF; if (r !~ /^0x/) next; calls++; events += hex(r) }
+    END { if (calls) printf "%d %.1f\n", calls, events / calls; else print "- -" }'
+}

@@ -66,13 +66,20 @@ EOF
   report_load_row "HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), nbthread 1 (ClusterIP, REDIRECT: the proxy's path)" haproxy-h1
   report_load_row "HAProxy, nbthread 1, dialled on 127.0.0.1 (no NAT)" haproxy-loopback-h1
   report_load_row "trellis-proxy, 1 worker" trellis-h1
-  report_load_row "trellis-proxy, 1 worker, 80/20 split route" trellis-split
+  report_load_row "trellis-proxy, 1 worker, 80/20 split route with timeouts and retry policy" trellis-split
   [[ -n ${MEM_LARGE_IDLE:-} ]] && report_load_row "trellis-proxy, 1 worker, 10 000-Service table" trellis10k-h1
   cat <<EOF
 
 trellis-proxy / HAProxy: $(report_ratio "$trellis" "$haproxy"); trellis-proxy / direct: $(report_ratio "$trellis" "$direct");
 HAProxy / direct: $(report_ratio "$haproxy" "$direct"). Split route: ${SPLIT_V1:-?} requests to backend-v1,
 ${SPLIT_V2:-?} to backend-v2 (${SPLIT_SHARE:-?} % to v2; weights 80/20).
+
+### Event batching (wrk -c$LOAD_CONNECTIONS on the same path; epoll_wait returns over 1 s, perf)
+
+| proxy | epoll_wait calls/s | ready sockets per call |
+|---|---|---|
+| HAProxy, nbthread 1 | ${EPOLL_HAPROXY% *} | ${EPOLL_HAPROXY#* } |
+| trellis-proxy, 1 worker | ${EPOLL_TRELLIS% *} | ${EPOLL_TRELLIS#* } |
 
 ### HTTP/2 prior knowledge (h2load -c$LOAD_H2_CLIENTS -m$LOAD_H2_STREAMS, ${BENCH_DURATION}s × $BENCH_RUNS runs, medians)
 
