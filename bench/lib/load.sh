@@ -158,6 +158,12 @@ load_summary() {  # config
   echo "${v[*]}"
 }
 
+# A config's highest req/s over its runs, or "-".
+load_best() {  # config
+  awk -F'\t' -v c="$1" '$1 == c && $4 ~ /^[0-9.]+$/ { if (!n++ || $4 > best) best = $4 }
+                         END { print n ? best : "-" }' "$BENCH_RESULTS"
+}
+
 # How many ready sockets a proxy handles per epoll_wait under wrk load: the
 # returns of epoll_wait over one second, from the syscall tracepoint (perf,
 # root). A proxy that is busy all the time collects more events per wait,
