@@ -42,7 +42,7 @@ TEST_CASE("LoopScheduler: alarms fire once when armed, not when disarmed; defer 
   CHECK(scheduler.now() >= before);
 }
 
-TEST_CASE("LoopScheduler: a released alarm never fires; the next alarm reuses its deadline") {
+TEST_CASE("LoopScheduler: released alarms never fire, also once their deadlines serve new alarms") {
   auto loop = trellis::event::EventLoop::create();
   REQUIRE(loop.ok());
   auto scheduler = std::make_unique<ex::LoopScheduler>(**loop);
