@@ -170,7 +170,8 @@ load_best() {  # config
 # and its client and backend then see bigger bursts (bench/README.md, "The
 # last 2 %"). Prints "calls_per_s events_per_call", or "- -" without perf.
 load_epoll_batching() {  # url, proxy pid
-  local url=$1 pid=$2 data=$BENCH_WORK/epoll.$2.data wrk_pid
+  local url=$1 pid=$2 wrk_pid
+  local data=$BENCH_WORK/epoll.$pid.data
   command -v perf >/dev/null || { echo "- -"; return 0; }
   in_client taskset -c "$BENCH_LOAD_CPU" wrk -t1 -c"$LOAD_CONNECTIONS" -d3s "$url" >/dev/null 2>&1 &
   wrk_pid=$!

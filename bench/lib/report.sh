@@ -209,10 +209,11 @@ EOF
     "$(awk -v a="$trellis" -v b="$haproxy" 'BEGIN { print (a != "-" && b != "-" && a >= b) ? "met" : "not met" }')"
   # Interference from the rest of the host only ever slows a run down, so
   # the best run of each is the least disturbed view (for reference).
-  haproxy=$(load_best haproxy-h1)
-  trellis=$(load_best trellis-h1)
+  local haproxy_best trellis_best
+  haproxy_best=$(load_best haproxy-h1)
+  trellis_best=$(load_best trellis-h1)
   printf '| the same, best run of each (for reference) | %s vs %s (%s) | – |\n' \
-    "$(report_int "$trellis")" "$(report_int "$haproxy")" "$(report_ratio "$trellis" "$haproxy")"
+    "$(report_int "$trellis_best")" "$(report_int "$haproxy_best")" "$(report_ratio "$trellis_best" "$haproxy_best")"
   idle=$(cut -d' ' -f1 <<<"$MEM_TRELLIS_IDLE")
   printf '| idle RSS ≤ 8 MiB (small table) | %s MiB | %s |\n' "$(bench_kib_to_mib "$idle")" \
     "$( ((idle <= 8192)) && echo met || echo 'not met')"

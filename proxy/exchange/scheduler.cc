@@ -21,8 +21,8 @@ class DeadlinePool {
   }
 
   void give_back(std::unique_ptr<event::Deadline> deadline) {
-    deadline->disarm();
     if (spare_.size() >= kMaxSpare) return;  // a past burst: let its timers go
+    deadline->disarm();
     deadline->set_callback(nullptr);  // holds nothing of the released alarm's owner
     spare_.push_back(std::move(deadline));
   }
