@@ -1,8 +1,9 @@
 // One simulated sidecar's route-table stream: GET /v1/route-table?namespace=<ns>
 // over h2c with prior knowledge (the controller runs with
 // --insecure-namespace-from-query), one TCP connection per stream as each
-// sidecar has, with the sidecar's receive windows (8 MiB). The body goes
-// through a LineScanner instead of the sidecar's parser, so one thread can
+// sidecar has, made by the sidecar's own call (proxy/app/route_table_call.h:
+// its receive windows, connect timeout and request; no idle timeout). The
+// body goes through a LineScanner instead of the sidecar's parser, so one thread can
 // follow hundreds of streams; each table is reported with the time its last
 // byte (the newline) arrived.
 //
@@ -21,12 +22,13 @@
 #include "common/event/event_loop.h"
 #include "common/event/timer.h"
 #include "common/net/address.h"
+#include "proxy/app/route_table_call.h"
 
 namespace trellis::bench::controller {
 
 using Clock = std::chrono::steady_clock;
 
-class TableStream {
+class TableStream final : private proxy::app::RouteTableCall::Handler {
  public:
   class Observer {
    public:
@@ -60,12 +62,11 @@ class TableStream {
   const std::string& last_error() const { return last_error_; }
 
  private:
-  class Attempt;
-
   void dial();
-  void on_streaming();
-  void on_body(const char* data, size_t length);
-  void on_attempt_over(const std::string& why);
+  // proxy::app::RouteTableCall::Handler, for the current attempt.
+  void on_streaming() override;
+  void on_body(const char* data, size_t length) override;
+  void on_over(const std::string& why) override;
 
   event::EventLoop& loop_;
   net::Address controller_;
@@ -73,7 +74,7 @@ class TableStream {
   int index_;
   Observer& observer_;
   std::chrono::milliseconds retry_delay_;
-  std::unique_ptr<Attempt> attempt_;
+  std::unique_ptr<proxy::app::RouteTableCall> attempt_;
   event::Timer retry_timer_;
   LineScanner scanner_;
   std::string version_;

@@ -7,30 +7,9 @@
 #include <cstring>
 #include <random>
 
-#include "common/http2/session.h"
 #include "common/log/log.h"
-#include "common/net/tcp_connection.h"
 
 namespace trellis::proxy::app {
-namespace {
-
-constexpr char kPath[] = "/v1/route-table";
-// Tables can be megabytes; we hand every byte on at once (to the line
-// buffer), so large windows cost no memory and save round trips.
-constexpr uint32_t kReceiveWindow = 8u << 20;
-// How much of a refusal's body goes into the log.
-constexpr size_t kMaxErrorBody = 512;
-
-std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
-
-std::string printable(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, kMaxErrorBody)) out += (c >= 0x20 && c < 0x7f) ? c : ' ';
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
-
-}  // namespace
 
 Status validate(const ControllerStreamOptions& o) {
   if (o.controller.port == 0) return make_error("controller: port must be set");
@@ -52,178 +31,6 @@ std::chrono::milliseconds reconnect_delay(const ControllerStreamOptions& options
   base = std::min(base, cap);
   return std::chrono::milliseconds(static_cast<int64_t>(base * (0.5 + std::clamp(r, 0.0, 1.0) / 2)));
 }
-
-// One connection and its one request; reports to the stream until it is
-// over, then is dropped (on the next loop turn: it may be inside a callback).
-class ControllerStream::Attempt final : private net::TcpConnection::Handler,
-                                        private http2::SessionHandler {
- public:
-  explicit Attempt(ControllerStream& owner) : owner_(owner) {}
-
-  Status dial(const net::Address& address) {
-    if (address.to_string() != owner_.options_.controller.to_string()) address_ = address.to_string();
-    net::ConnectionOptions options;
-    options.idle_timeout = owner_.options_.idle_timeout;
-    ASSIGN_OR_RETURN(tcp_, net::TcpConnection::connect(
-                               owner_.loop_, address, owner_.options_.connect_timeout,
-                               [this](const Status& s) { connected(s); }, options));
-    return ok_status();
-  }
-
- private:
-  void connected(const Status& status) {
-    if (!status.ok()) {
-      over(status.error().message);
-      return;
-    }
-    http2::SessionConfig config;
-    config.role = http2::Role::client;
-    config.initial_stream_window = kReceiveWindow;
-    config.connection_window = kReceiveWindow;
-    auto session = http2::Session::create(config, *this);
-    if (!session.ok()) {
-      over(session.error().message);
-      return;
-    }
-    session_ = std::move(*session);
-    if (Status s = tcp_->start(*this); !s.ok()) {
-      over(s.error().message);
-      return;
-    }
-    http::RequestHead head;
-    head.method = "GET";
-    head.target = std::string(kPath) + "?namespace=" + owner_.options_.ns;
-    head.authority = owner_.options_.controller.to_string();
-    head.scheme = "http";
-    head.version = http::Version::http2;
-    head.headers.add("accept", "application/x-ndjson");
-    head.headers.add("user-agent", "trellis-proxy");
-    auto id = session_->submit_request(head, false);
-    if (!id.ok()) {
-      over(id.error().message);
-      return;
-    }
-    flush();
-  }
-
-  void flush() {
-    if (over_ || in_session_ || !session_) return;
-    std::string out;
-    in_session_ = true;
-    Status produced = session_->produce(out);
-    in_session_ = false;
-    if (over_) return;
-    if (!out.empty()) {
-      if (Status w = tcp_->write(out); !w.ok()) {
-        over(w.error().message);
-        return;
-      }
-    }
-    if (!produced.ok()) {
-      over(produced.error().message);
-    } else if (session_->is_closed()) {
-      over("the controller closed the connection");
-    }
-  }
-
-  // Reports the end once; the stream drops this attempt.
-  void over(const std::string& why) {
-    if (over_) return;
-    over_ = true;
-    owner_.on_attempt_over("controller " + owner_.options_.controller.to_string() +
-                           (address_.empty() ? "" : " (" + address_ + ")") + ": " + why);
-  }
-
-  // Splits the body into lines without copying more than the line itself.
-  void body(const char* data, size_t length) {
-    const size_t max = owner_.options_.limits.max_bytes;
-    while (length > 0 && !over_) {
-      const char* newline = static_cast<const char*>(std::memchr(data, '\n', length));
-      size_t take = newline != nullptr ? static_cast<size_t>(newline - data) : length;
-      if (!skipping_ && line_.size() + take > max) {
-        line_.clear();
-        line_.shrink_to_fit();
-        skipping_ = true;
-        owner_.on_line_too_long();
-      }
-      if (!skipping_) line_.append(data, take);
-      if (newline == nullptr) return;
-      if (!skipping_) owner_.on_line(line_);
-      line_.clear();
-      skipping_ = false;
-      data += take + 1;
-      length -= take + 1;
-    }
-  }
-
-  // net::TcpConnection::Handler
-  void on_data(const char* data, size_t length) override {
-    if (over_) return;
-    in_session_ = true;
-    Status received = session_->receive(data, length);
-    in_session_ = false;
-    if (over_) return;
-    if (!received.ok()) {
-      over(received.error().message);
-      return;
-    }
-    flush();
-  }
-  void on_eof() override { over("the controller closed the connection"); }
-  void on_error(const Error& error) override { over(error.message); }
-  void on_idle_timeout() override {
-    over("nothing received for " + ms_text(owner_.options_.idle_timeout));
-  }
-
-  // http2::SessionHandler
-  void on_response_head(int32_t, http::ResponseHead&& head, bool end_stream) override {
-    if (over_ || head.status < 200) return;
-    status_ = head.status;
-    if (status_ == 200) {
-      owner_.on_streaming();
-    } else if (end_stream) {
-      over("request refused: " + std::to_string(status_));
-    }
-  }
-  void on_data(int32_t id, const char* data, size_t len) override {
-    (void)session_->consume(id, len);
-    if (over_) return;
-    if (status_ == 200) {
-      body(data, len);
-    } else if (error_body_.size() < kMaxErrorBody) {
-      error_body_.append(data, std::min(len, kMaxErrorBody - error_body_.size()));
-    }
-  }
-  void on_trailers(int32_t, http::HeaderMap&&) override { ended(); }
-  void on_end_stream(int32_t) override { ended(); }
-  void on_stream_close(int32_t, uint32_t code) override {
-    if (code == http2::error_code::no_error) {
-      ended();
-    } else {
-      over("stream reset (" + std::string(http2::error_code_name(code)) + ")");
-    }
-  }
-
-  void ended() {
-    if (status_ == 200) {
-      over("the controller ended the stream");
-    } else {
-      std::string why = printable(error_body_);
-      over("request refused: " + std::to_string(status_) + (why.empty() ? "" : ": " + why));
-    }
-  }
-
-  ControllerStream& owner_;
-  std::string address_;
-  std::unique_ptr<net::TcpConnection> tcp_;
-  std::unique_ptr<http2::Session> session_;
-  int status_ = 0;
-  std::string error_body_;
-  std::string line_;
-  bool skipping_ = false;  // inside a line longer than max_bytes
-  bool in_session_ = false;
-  bool over_ = false;
-};
 
 // A name resolution in flight. libuv calls back even when cancelled, so it
 // owns itself; the stream only unhooks itself when it goes first.
@@ -341,8 +148,20 @@ void ControllerStream::resolved(int status, const struct addrinfo* result) {
 }
 
 void ControllerStream::dial(const net::Address& address) {
-  attempt_ = std::make_unique<Attempt>(*this);
-  if (Status s = attempt_->dial(address); !s.ok()) on_attempt_over(s.error().message);
+  std::string dialled = address.to_string();
+  attempt_address_ = dialled != options_.controller.to_string() ? dialled : "";
+  RouteTableCallOptions call;
+  call.ns = options_.ns;
+  call.authority = options_.controller.to_string();
+  call.user_agent = "trellis-proxy";
+  call.connect_timeout = options_.connect_timeout;
+  call.idle_timeout = options_.idle_timeout;
+  auto started = RouteTableCall::start(loop_, address, std::move(call), *this);
+  if (!started.ok()) {
+    on_attempt_over(started.error().message);
+    return;
+  }
+  attempt_ = std::move(*started);
 }
 
 void ControllerStream::on_streaming() {
@@ -351,6 +170,28 @@ void ControllerStream::on_streaming() {
   connects_ok_.inc();
   log::info("route-table stream open", {{"controller", options_.controller.to_string()},
                                         {"namespace", options_.ns}});
+}
+
+// Splits the body into lines without copying more than the line itself.
+void ControllerStream::on_body(const char* data, size_t length) {
+  const size_t max = options_.limits.max_bytes;
+  while (length > 0) {
+    const char* newline = static_cast<const char*>(std::memchr(data, '\n', length));
+    size_t take = newline != nullptr ? static_cast<size_t>(newline - data) : length;
+    if (!skipping_ && line_.size() + take > max) {
+      line_.clear();
+      line_.shrink_to_fit();
+      skipping_ = true;
+      on_line_too_long();
+    }
+    if (!skipping_) line_.append(data, take);
+    if (newline == nullptr) return;
+    if (!skipping_) on_line(line_);
+    line_.clear();
+    skipping_ = false;
+    data += take + 1;
+    length -= take + 1;
+  }
 }
 
 void ControllerStream::on_line(std::string_view line) {
@@ -390,8 +231,17 @@ void ControllerStream::reject(const std::string& why) {
              {{"controller", options_.controller.to_string()}, {"error", why}});
 }
 
+void ControllerStream::on_over(const std::string& why) {
+  on_attempt_over("controller " + options_.controller.to_string() +
+                  (attempt_address_.empty() ? "" : " (" + attempt_address_ + ")") + ": " + why);
+}
+
 void ControllerStream::on_attempt_over(const std::string& why) {
   if (attempt_) loop_.delete_later(std::move(attempt_));
+  // A partial line from the broken connection must not be glued to the next.
+  line_.clear();
+  line_.shrink_to_fit();
+  skipping_ = false;
   ++failures_;
   std::chrono::milliseconds delay = reconnect_delay(options_, failures_, options_.random());
   if (connected_) {

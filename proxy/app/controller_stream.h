@@ -1,6 +1,7 @@
 // The --controller table source: one long-lived GET /v1/route-table
 // ?namespace=<ns> to trellis-controller over HTTP/2 (h2c with prior
-// knowledge until mTLS lands), whose body is newline-delimited JSON: each line
+// knowledge until mTLS lands; one RouteTableCall per connection, see
+// route_table_call.h), whose body is newline-delimited JSON: each line
 // a complete route table, an empty line a heartbeat. Each new table is parsed
 // and compiled on the caller's loop (off the workers' path) exactly as a
 // routes file is (LoadedTable), then handed to `on_table`.
@@ -36,6 +37,7 @@
 #include "common/metrics/metrics.h"
 #include "common/net/address.h"
 #include "common/routes/route_table.h"
+#include "proxy/app/route_table_call.h"
 #include "proxy/app/routes_file.h"
 #include "proxy/config/proxy_config.h"
 
@@ -65,7 +67,7 @@ Status validate(const ControllerStreamOptions& options);
 std::chrono::milliseconds reconnect_delay(const ControllerStreamOptions& options, int failures,
                                           double r);
 
-class ControllerStream {
+class ControllerStream final : private RouteTableCall::Handler {
  public:
   using OnTable = std::function<void(LoadedTable table)>;
 
@@ -86,24 +88,29 @@ class ControllerStream {
   int failures() const { return failures_; }
 
  private:
-  class Attempt;
   struct Lookup;
 
   ControllerStream(event::EventLoop& loop, ControllerStreamOptions options, OnTable on_table);
   void connect();
   void resolved(int status, const struct addrinfo* result);
   void dial(const net::Address& address);
-  // Called by the current attempt.
-  void on_streaming();
+  // RouteTableCall::Handler, for the current attempt.
+  void on_streaming() override;
+  void on_body(const char* data, size_t length) override;
+  void on_over(const std::string& why) override;
   void on_line(std::string_view line);
   void on_line_too_long();
+  // The attempt (or the name resolution before it) failed: back off, retry.
   void on_attempt_over(const std::string& why);
   void reject(const std::string& why);
 
   event::EventLoop& loop_;
   ControllerStreamOptions options_;
   OnTable on_table_;
-  std::unique_ptr<Attempt> attempt_;
+  std::unique_ptr<RouteTableCall> attempt_;
+  std::string attempt_address_;  // the address dialled, when not the one configured
+  std::string line_;             // the current attempt's line so far
+  bool skipping_ = false;        // inside a line longer than limits.max_bytes
   Lookup* lookup_ = nullptr;  // a name resolution in flight; it frees itself
   event::Timer retry_timer_;
   std::string version_;

@@ -2,14 +2,15 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <vector>
 
-#include "common/http2/session.h"
+#include "common/log/log.h"
 #include "common/metrics/exposition.h"
-#include "common/net/listener.h"
 #include "tests/unit/common/event/loop_test_util.h"
+#include "tests/unit/proxy/app/fake_controller.h"
 
 using namespace trellis;
 namespace app = trellis::proxy::app;
@@ -23,126 +24,11 @@ std::string table(const std::string& version, const std::string& ns = "shop") {
          R"("ports":[{"name":"http","port":80}]}],"endpoints":[]})";
 }
 
-// A small h2c server standing in for trellis-controller: it records
-// requests and lets the test write to, end or drop every open stream.
-class TinyServer {
- public:
-  explicit TinyServer(event::EventLoop& loop) : loop_(loop) {
-    auto l = net::Listener::listen(
-        loop, net::Address::parse("127.0.0.1:0").value(),
-        [this](std::unique_ptr<net::TcpConnection> c) {
-          auto conn = std::make_unique<Conn>(*this, std::move(c));
-          if (conn->start()) connections_.push_back(std::move(conn));
-        },
-        net::ListenerOptions{});
-    REQUIRE(l.ok());
-    listener_ = std::move(*l);
-  }
-
-  uint16_t port() const { return listener_->local_address().port(); }
-  size_t accepted() const { return listener_->accepted(); }
-  size_t open_streams() const {
-    size_t n = 0;
-    for (const auto& c : connections_) n += c->open() ? c->streams.size() : 0;
-    return n;
-  }
-
-  void send(const std::string& bytes) {
-    for (auto& c : connections_) c->send(bytes);
-  }
-  void drop_all() {
-    for (auto& c : connections_) c->drop();
-  }
-  void goaway_all() {
-    for (auto& c : connections_) c->goaway();
-  }
-
-  int status = 200;  // what new requests get
-  std::vector<http::RequestHead> requests;
-
- private:
-  class Conn final : public net::TcpConnection::Handler, public http2::SessionHandler {
-   public:
-    Conn(TinyServer& server, std::unique_ptr<net::TcpConnection> tcp)
-        : server_(server), tcp_(std::move(tcp)) {}
-    bool start() {
-      http2::SessionConfig config;
-      config.role = http2::Role::server;
-      session_ = std::move(http2::Session::create(config, *this).value());
-      if (!tcp_->start(*this).ok()) return false;
-      flush();
-      return true;
-    }
-    bool open() const { return tcp_ != nullptr; }
-    void send(const std::string& bytes) {
-      if (!open()) return;
-      for (int32_t id : streams) (void)session_->send_data(id, bytes, false);
-      flush();
-    }
-    void drop() {
-      if (!open()) return;
-      tcp_->abort();
-      server_.loop_.delete_later(std::move(tcp_));
-    }
-    void goaway() {
-      if (!open()) return;
-      for (int32_t id : streams) (void)session_->send_data(id, {}, true);
-      (void)session_->shutdown_gracefully();
-      flush();
-    }
-    void flush() {
-      if (!open() || in_session_) return;
-      std::string out;
-      (void)session_->produce(out);
-      if (!out.empty()) (void)tcp_->write(out);
-      if (session_->is_closed()) tcp_->close();
-    }
-    void on_data(const char* data, size_t length) override {
-      in_session_ = true;
-      (void)session_->receive(data, length);
-      in_session_ = false;
-      flush();
-    }
-    void on_eof() override { tcp_->close(); }
-    void on_error(const Error&) override {}
-    void on_request_head(int32_t id, http::RequestHead&& head, bool) override {
-      server_.requests.push_back(head);
-      http::ResponseHead r;
-      r.status = server_.status;
-      r.version = http::Version::http2;
-      (void)session_->submit_response(id, r, true);
-      if (server_.status == 200) {
-        streams.push_back(id);
-      } else {
-        (void)session_->send_data(id, "go away: no table for you\n", true);
-      }
-    }
-    void on_data(int32_t, const char*, size_t) override {}
-    void on_trailers(int32_t, http::HeaderMap&&) override {}
-    void on_end_stream(int32_t) override {}
-    void on_stream_close(int32_t id, uint32_t) override {
-      streams.erase(std::remove(streams.begin(), streams.end(), id), streams.end());
-    }
-
-    std::vector<int32_t> streams;
-
-   private:
-    TinyServer& server_;
-    std::unique_ptr<net::TcpConnection> tcp_;
-    std::unique_ptr<http2::Session> session_;
-    bool in_session_ = false;
-  };
-
-  event::EventLoop& loop_;
-  std::unique_ptr<net::Listener> listener_;
-  std::vector<std::unique_ptr<Conn>> connections_;
-};
-
 struct Harness {
   Harness() {
     loop = event::testing::make_loop();
     REQUIRE(loop);
-    server = std::make_unique<TinyServer>(*loop);
+    server = std::make_unique<app::testing::FakeController>(*loop);
   }
 
   app::ControllerStreamOptions options() {
@@ -173,7 +59,7 @@ struct Harness {
 
   std::unique_ptr<event::EventLoop> loop;
   metrics::Registry registry;
-  std::unique_ptr<TinyServer> server;
+  std::unique_ptr<app::testing::FakeController> server;
   std::unique_ptr<app::ControllerStream> stream;
   std::vector<std::string> installed;
 };
@@ -181,6 +67,20 @@ struct Harness {
 bool contains(const std::string& text, const std::string& what) {
   return text.find(what) != std::string::npos;
 }
+
+// The log lines written while it lives.
+struct LogLines {
+  LogLines() {
+    log::reset_for_test();
+    log::set_sink([this](std::string_view line) { lines.emplace_back(line); });
+  }
+  ~LogLines() { log::reset_for_test(); }
+  bool has(const std::string& what) const {
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& line) { return contains(line, what); });
+  }
+  std::vector<std::string> lines;
+};
 
 }  // namespace
 
@@ -284,9 +184,13 @@ TEST_CASE("when the stream breaks the table stays, and the stream comes back") {
 
 TEST_CASE("a refused request and a dead controller are retried with back-off") {
   Harness h;
+  LogLines logs;
   h.server->status = 403;
   h.start(h.options());
   REQUIRE(h.run_until([&] { return h.server->requests.size() >= 3; }));
+  CHECK(logs.has(R"("error":"controller 127.0.0.1:)" + std::to_string(h.server->port()) +
+                R"(: request refused: 403: go away: no table for you")"));
+  CHECK(h.server->requests[0].headers.joined("user-agent") == "trellis-proxy");
   CHECK(h.installed.empty());
   CHECK_FALSE(h.stream->connected());
   CHECK(h.stream->failures() >= 2);
@@ -321,11 +225,17 @@ TEST_CASE("a controller given by name is resolved") {
   Harness h;
   app::ControllerStreamOptions o = h.options();
   o.controller.host = "localhost";
+  LogLines logs;
   h.start(o);
   REQUIRE(h.run_until([&] { return h.server->open_streams() == 1; }));
-  CHECK(h.server->requests[0].authority == "localhost:" + std::to_string(h.server->port()));
+  std::string port = std::to_string(h.server->port());
+  CHECK(h.server->requests[0].authority == "localhost:" + port);
   h.server->send(table("v1") + "\n");
   REQUIRE(h.run_until([&] { return h.installed.size() == 1; }));
+  h.server->goaway_all();
+  REQUIRE(h.run_until([&] { return !h.stream->connected(); }));
+  CHECK(logs.has(R"("error":"controller localhost:)" + port + " (127.0.0.1:" + port +
+                R"(): the controller ended the stream")"));
 
   Harness unknown;
   o = unknown.options();
