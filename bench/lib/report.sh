@@ -163,7 +163,7 @@ EOF
 
 ### Allocations per request
 
-In-process (bench/alloc/hot_path_allocations.cc: operator new counted, $(sed -n 's/^\[alloc\] .* requests=\([0-9]*\) .*/\1/p' "$ALLOC_BENCH_FILE" | head -1) requests per stage, after 16 warm-up requests):
+In-process (bench/alloc/hot_path_allocations.cc: operator new counted, plus nghttp2's heap in http2 stages; $(sed -n 's/^\[alloc\] .* requests=\([0-9]*\) .*/\1/p' "$ALLOC_BENCH_FILE" | head -1) requests per stage, after 16 warm-up requests):
 
 | stage | allocations/request | ns/request | what |
 |---|---|---|---|

@@ -50,12 +50,22 @@ bool is_connection_specific(std::string_view name) {
 }
 
 void HeaderBlock::reset(const http::HeaderMap& headers) {
+  // A reused block keeps its storage, unless an unusually large head grew it.
+  constexpr size_t kKeptNameBytes = 4096;
+  constexpr size_t kKeptFields = 128;
   size_t names = 0;
   for (const http::Header& h : headers) names += h.name.size();
+  if (names_.capacity() > kKeptNameBytes && names <= kKeptNameBytes) std::string().swap(names_);
   names_.clear();
   names_.reserve(names);
+  size_t fields = headers.size() + 5;
+  if (fields_.capacity() > kKeptFields && fields <= kKeptFields) std::vector<nghttp2_nv>().swap(fields_);
   fields_.clear();
-  fields_.reserve(headers.size() + 5);
+  fields_.reserve(fields);
+  if (named_by_connection_.capacity() > kKeptFields) {
+    std::vector<std::string_view>().swap(named_by_connection_);
+  }
+  named_by_connection_.clear();
   list_size_ = 0;
 }
 
@@ -71,9 +81,8 @@ Status HeaderBlock::add_regular(const http::HeaderMap& headers, Kind kind) {
                       : kind == Kind::response ? "http2: response.headers"
                                                : "http2: trailers";
   // Fields named by Connection are connection-specific too (RFC 9110 §7.6.1).
-  std::vector<std::string_view> named;
   headers.for_each_value("connection", [&](std::string_view v) {
-    for_each_token(v, [&](std::string_view token) { named.push_back(token); });
+    for_each_token(v, [&](std::string_view token) { named_by_connection_.push_back(token); });
   });
   bool te_trailers = false;
   for (size_t i = 0; i < headers.size(); ++i) {
@@ -90,7 +99,7 @@ Status HeaderBlock::add_regular(const http::HeaderMap& headers, Kind kind) {
     }
     if (kind == Kind::request && http::iequals(h.name, "host")) continue;  // became :authority
     bool hop = false;
-    for (std::string_view n : named) hop |= http::iequals(h.name, n);
+    for (std::string_view n : named_by_connection_) hop |= http::iequals(h.name, n);
     if (hop) continue;
 
     size_t start = names_.size();

@@ -39,6 +39,8 @@ inline size_t header_field_size(size_t name_len, size_t value_len) {
 // Owns the lowercased names and the status digits that its nghttp2_nv entries
 // point to; values point into the encoded head, which must outlive the block.
 // Neither copyable nor movable, because entries point into the block itself.
+// Reusable: encoding again keeps the storage (up to a bound), so a session
+// encodes every head into one block without allocating.
 class HeaderBlock {
  public:
   HeaderBlock() = default;
@@ -64,6 +66,7 @@ class HeaderBlock {
   std::string names_;     // reserved up front: entries point into it
   char status_[3] = {};
   std::vector<nghttp2_nv> fields_;
+  std::vector<std::string_view> named_by_connection_;  // fields the Connection header names
   size_t list_size_ = 0;
 };
 

@@ -3,11 +3,13 @@
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <deque>
 #include <optional>
 #include <vector>
 
+#include "common/http2/block_cache.h"
 #include "common/http2/header_block.h"
 
 namespace trellis::http2 {
@@ -24,6 +26,17 @@ constexpr size_t kCoalesceBytes = 16 * 1024;
 // Opaque data of the PING that times the final GOAWAY of a graceful shutdown.
 constexpr uint8_t kShutdownPing[8] = {'t', 'r', 'e', 'l', 'l', 'i', 's', 'g'};
 constexpr uint32_t kMaxWindow = (1u << 31) - 1;
+// Freed nghttp2 blocks a session keeps for its next streams (see block_cache.h).
+constexpr size_t kCachedBytesPerSession = 16 * 1024;
+// What nghttp2's blocks for one concurrent stream take, about, in the cache.
+constexpr size_t kCachedBytesPerStream = 2 * 1024;
+// What the cache keeps at least while the session has no open stream.
+constexpr size_t kIdleCachedBytes = 4 * 1024;
+// Closed streams' objects kept for new ones: enough for as many concurrent
+// requests as h2load -m10 or a browser keeps in flight.
+constexpr size_t kSpareStreams = 16;
+// A header block reserves room for at most this many fields up front.
+constexpr size_t kMaxReservedFields = 64;
 
 Status check_range(const char* field, uint64_t value, uint64_t min, uint64_t max) {
   if (value >= min && value <= max) return ok_status();
@@ -88,8 +101,12 @@ void SessionHandler::on_goaway(int32_t, uint32_t) {}
 void SessionHandler::on_stream_error(int32_t, const Error&) {}
 void SessionHandler::on_session_error(const Error&) {}
 
-struct Session::Stream {
-  explicit Stream(int32_t stream_id) : id(stream_id) {}
+namespace {
+
+// A stream's state apart from its send queue, reset as a whole when the
+// Stream object is reused for another stream.
+struct StreamState {
+  explicit StreamState(int32_t stream_id) : id(stream_id) {}
 
   struct Trailers {
     http::HeaderMap fields;
@@ -112,11 +129,25 @@ struct Session::Stream {
   // Set when we reset the stream: the handler hears this code even if the
   // peer's END_STREAM lets nghttp2 close the stream normally first.
   std::optional<uint32_t> reset_code;
-  std::deque<std::string> queue;
   size_t queue_offset = 0;           // bytes of queue.front() already sent
   size_t queued = 0;
   size_t unconsumed = 0;             // delivered by on_data, not yet consume()d
   std::unique_ptr<Trailers> trailers;
+};
+
+}  // namespace
+
+struct Session::Stream : StreamState {
+  using StreamState::StreamState;
+
+  // Ready for a new stream; the queue keeps its storage (a deque allocates
+  // even when empty), which is what makes reusing a Stream worthwhile.
+  void reuse(int32_t stream_id) {
+    static_cast<StreamState&>(*this) = StreamState(stream_id);
+    queue.clear();
+  }
+
+  std::deque<std::string> queue;
 };
 
 // The header block being received. HTTP/2 never interleaves header blocks on
@@ -140,6 +171,16 @@ struct Session::Block {
     cookie.clear();
     has_cookie = false;
     headers.clear();
+    headers.reserve(expected_fields[static_cast<size_t>(k)]);
+  }
+
+  // The decoded fields, cookie crumbs joined. Remembers how many there were:
+  // the next block of this kind reserves room for as many at once (a peer
+  // sends much the same fields every time).
+  http::HeaderMap take_headers() {
+    if (has_cookie) headers.add("cookie", cookie);
+    expected_fields[static_cast<size_t>(kind)] = std::min(headers.size(), kMaxReservedFields);
+    return std::move(headers);
   }
 
   int32_t stream_id = 0;  // 0: not a block we decode
@@ -151,6 +192,7 @@ struct Session::Block {
   bool has_cookie = false;
   std::string method, scheme, authority, path, status, host, cookie;
   http::HeaderMap headers;
+  std::array<size_t, 3> expected_fields{};  // by Kind
 };
 
 namespace {
@@ -181,7 +223,7 @@ struct Callbacks {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     int32_t id = frame->hd.stream_id;
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-      s.streams_.emplace(id, std::make_unique<Session::Stream>(id));
+      s.open_stream(id);
       s.block_->reset(id, Session::Block::Kind::request);
       return 0;
     }
@@ -359,7 +401,7 @@ struct Callbacks {
       stream->close_reported = true;
       s.handler_.on_stream_close(stream_id, stream->reset_code.value_or(error_code));
     }
-    s.streams_.erase(stream_id);
+    s.close_stream(stream_id);
     return 0;
   }
 
@@ -465,7 +507,13 @@ struct Callbacks {
 };
 
 Session::Session(const SessionConfig& config, SessionHandler& handler)
-    : config_(config), handler_(handler), block_(std::make_unique<Block>()) {}
+    : config_(config),
+      handler_(handler),
+      memory_(kCachedBytesPerSession),
+      block_(std::make_unique<Block>()),
+      head_block_(std::make_unique<HeaderBlock>()) {
+  spare_streams_.reserve(kSpareStreams);
+}
 
 Session::~Session() { nghttp2_session_del(session_); }
 
@@ -499,9 +547,20 @@ Status Session::init() {
   nghttp2_option_set_no_auto_window_update(raw_option, 1);
   nghttp2_option_set_max_send_header_block_length(raw_option, kMaxSendHeaderList);
 
+  nghttp2_mem mem{};
+  mem.mem_user_data = &memory_;
+  mem.malloc = [](size_t size, void* cache) { return static_cast<BlockCache*>(cache)->allocate(size); };
+  mem.free = [](void* block, void* cache) { static_cast<BlockCache*>(cache)->release(block); };
+  mem.calloc = [](size_t count, size_t size, void* cache) {
+    return static_cast<BlockCache*>(cache)->allocate_zeroed(count, size);
+  };
+  mem.realloc = [](void* block, size_t size, void* cache) {
+    return static_cast<BlockCache*>(cache)->reallocate(block, size);
+  };
+  // nghttp2 copies `mem`; the cache outlives the session (see ~Session).
   int rv = config_.role == Role::client
-               ? nghttp2_session_client_new2(&session_, raw_callbacks, this, raw_option)
-               : nghttp2_session_server_new2(&session_, raw_callbacks, this, raw_option);
+               ? nghttp2_session_client_new3(&session_, raw_callbacks, this, raw_option, &mem)
+               : nghttp2_session_server_new3(&session_, raw_callbacks, this, raw_option, &mem);
   if (rv != 0) return make_error(std::string("http2: cannot create session: ") + nghttp2_strerror(rv));
 
   std::vector<nghttp2_settings_entry> settings = {
@@ -525,6 +584,32 @@ Session::Stream* Session::find(int32_t stream_id) const {
   return it == streams_.end() ? nullptr : it->second.get();
 }
 
+Session::Stream& Session::open_stream(int32_t stream_id) {
+  peak_open_streams_ = std::max(peak_open_streams_, streams_.size() + 1);
+  if (spare_streams_.empty()) {
+    return *streams_.emplace(stream_id, std::make_unique<Stream>(stream_id)).first->second;
+  }
+  StreamMap::node_type node = std::move(spare_streams_.back());
+  spare_streams_.pop_back();
+  node.key() = stream_id;
+  node.mapped()->reuse(stream_id);
+  return *streams_.insert(std::move(node)).position->second;
+}
+
+void Session::close_stream(int32_t stream_id) {
+  StreamMap::node_type node = streams_.extract(stream_id);
+  if (!node.empty() && spare_streams_.size() < kSpareStreams) spare_streams_.push_back(std::move(node));
+}
+
+void Session::release_idle_memory() {
+  if (!streams_.empty()) return;
+  // Keep what the largest burst needed: a peer that sends N requests at a
+  // time reaches zero open streams between bursts, and must not pay for N
+  // new streams each time. The spare streams never outnumber that burst.
+  memory_.trim(std::max(kIdleCachedBytes, std::min(kCachedBytesPerSession,
+                                                   peak_open_streams_ * kCachedBytesPerStream)));
+}
+
 Status Session::not_open(int32_t stream_id) const {
   return make_error(stream_prefix(stream_id) + "not open");
 }
@@ -545,6 +630,7 @@ Status Session::receive(const char* data, size_t len) {
                   : rv < 0 ? fail(fatal_error(rv), false)
                            : flush(outbox_);
   in_io_ = false;
+  release_idle_memory();
   return status;
 }
 
@@ -560,6 +646,7 @@ Status Session::produce(std::string& out) {
   in_io_ = true;
   Status status = flush(out);
   in_io_ = false;
+  release_idle_memory();
   return status;
 }
 
@@ -635,7 +722,8 @@ Result<int32_t> Session::submit_request(const http::RequestHead& head, bool has_
   if (shutting_down_ || nghttp2_session_check_request_allowed(session_) == 0) {
     return make_error("http2: no new streams on this connection: it is going away");
   }
-  HeaderBlock block;
+  // nghttp2 copies the fields: the block is free again once this returns.
+  HeaderBlock& block = *head_block_;
   if (Status s = block.encode_request(head); !s) return std::move(s).error();
   if (Status s = check_header_list(block); !s) return std::move(s).error();
   nghttp2_data_provider provider{};
@@ -646,13 +734,12 @@ Result<int32_t> Session::submit_request(const http::RequestHead& head, bool has_
     return make_error("http2: stream ids exhausted: open a new connection");
   }
   if (id < 0) return make_error(std::string("http2: submit_request: ") + nghttp2_strerror(id));
-  auto stream = std::make_unique<Stream>(id);
-  stream->visible = true;
-  stream->user_data = user_data;
-  stream->head_submitted = true;
-  stream->has_body = has_body;
-  stream->body_end = !has_body;
-  streams_.emplace(id, std::move(stream));
+  Stream& stream = open_stream(id);
+  stream.visible = true;
+  stream.user_data = user_data;
+  stream.head_submitted = true;
+  stream.has_body = has_body;
+  stream.body_end = !has_body;
   return id;
 }
 
@@ -662,7 +749,7 @@ Status Session::submit_response(int32_t stream_id, const http::ResponseHead& hea
   Stream* s = writable(stream_id);
   if (s == nullptr) return not_open(stream_id);
   if (s->head_submitted) return make_error(stream_prefix(stream_id) + "response already submitted");
-  HeaderBlock block;
+  HeaderBlock& block = *head_block_;  // free again once nghttp2 has copied the fields
   if (Status st = block.encode_response(head); !st) return st;
   if (Status st = check_header_list(block); !st) return st;
   if (head.status < 200) {
@@ -846,8 +933,7 @@ void Session::on_headers(int32_t stream_id, bool end_stream) {
       head.authority = b.authority.empty() ? std::move(b.host) : std::move(b.authority);
       head.target = std::move(b.path);
       head.version = http::Version::http2;
-      head.headers = std::move(b.headers);
-      if (b.has_cookie) head.headers.add("cookie", b.cookie);
+      head.headers = b.take_headers();
       s->visible = true;
       handler_.on_request_head(stream_id, std::move(head), end_stream);
       return;
@@ -856,16 +942,14 @@ void Session::on_headers(int32_t stream_id, bool end_stream) {
       http::ResponseHead head;
       head.status = (b.status[0] - '0') * 100 + (b.status[1] - '0') * 10 + (b.status[2] - '0');
       head.version = http::Version::http2;
-      head.headers = std::move(b.headers);
-      if (b.has_cookie) head.headers.add("cookie", b.cookie);
+      head.headers = b.take_headers();
       if (head.status >= 200) s->final_head_received = true;
       handler_.on_response_head(stream_id, std::move(head), end_stream);
       return;
     }
     case Block::Kind::trailers: {
       if (!s->visible) return;
-      http::HeaderMap trailers = std::move(b.headers);
-      if (b.has_cookie) trailers.add("cookie", b.cookie);
+      http::HeaderMap trailers = b.take_headers();
       handler_.on_trailers(stream_id, std::move(trailers));
       return;
     }

@@ -19,6 +19,12 @@
 // bytes wait in per-stream queues (queued_bytes()) until the peer's windows
 // let them out; a proxy pauses reading its source while they are high.
 //
+// Memory: nghttp2 allocates through a per-session BlockCache (block_cache.h),
+// and closed streams' objects are kept for new ones, so that a stream in the
+// steady state allocates only the strings of the heads it hands out. Both are
+// bounded (16 streams, 16 KiB), and whenever no stream is open the cache is
+// trimmed to what the largest burst of streams needed.
+//
 // Threading: a Session belongs to one thread (one worker loop). Handler
 // callbacks run synchronously inside receive(), produce() and the submit
 // functions' effects on the next of those; from a callback the handler may
@@ -33,9 +39,11 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/base/result.h"
 #include "common/http/message.h"
+#include "common/http2/block_cache.h"
 
 struct nghttp2_session;
 
@@ -194,6 +202,8 @@ class Session {
   // The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS arrive).
   uint32_t peer_max_concurrent_streams() const;
   const SessionStats& stats() const { return stats_; }
+  // What nghttp2 allocated for this session, and what its cache holds.
+  const BlockCache::Stats& nghttp2_memory() const { return memory_.stats(); }
   Role role() const { return config_.role; }
 
  private:
@@ -201,9 +211,18 @@ class Session {
   struct Block;
   friend struct Callbacks;
 
+  using StreamMap = std::unordered_map<int32_t, std::unique_ptr<Stream>>;
+
   Session(const SessionConfig& config, SessionHandler& handler);
   Status init();
   Stream* find(int32_t stream_id) const;
+  // Streams are kept in their map nodes after closing, a few of them, and
+  // reused: a new stream then allocates nothing.
+  Stream& open_stream(int32_t stream_id);
+  void close_stream(int32_t stream_id);
+  // With no stream open, gives back what the largest burst of streams did not
+  // need.
+  void release_idle_memory();
   // The stream, if the handler may still send on it.
   Stream* writable(int32_t stream_id) const;
   Status not_open(int32_t stream_id) const;
@@ -223,9 +242,14 @@ class Session {
 
   SessionConfig config_;
   SessionHandler& handler_;
+  // nghttp2's heap; freed after session_ (~Session deletes session_ first).
+  BlockCache memory_;
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
+  StreamMap streams_;
+  std::vector<StreamMap::node_type> spare_streams_;  // closed streams, for reuse
+  size_t peak_open_streams_ = 0;  // the most streams ever open at once
   std::unique_ptr<Block> block_;  // the header block being received
+  std::unique_ptr<HeaderBlock> head_block_;  // encodes the heads we submit
   std::string outbox_;            // frames serialized by receive(), handed out by produce()
   size_t queued_bytes_ = 0;
   SessionStats stats_;

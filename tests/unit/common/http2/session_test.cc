@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/allocation/allocation_counter.h"
+
 namespace http = trellis::http;
 namespace h2 = trellis::http2;
 using trellis::Error;
@@ -1110,4 +1112,119 @@ TEST_CASE("a peer that floods the connection with PINGs is cut off") {
   CHECK(s.error().message == "http2: flood: the peer sends frames needing replies faster than it reads them");
   CHECK(s.error().code == int(h2::error_code::enhance_your_calm));
   CHECK(server->is_closed());
+}
+
+TEST_CASE("a stream reusing a closed stream's storage starts afresh") {
+  Recorder cr, sr;
+  sr.auto_consume = false;
+  auto client = make(config(h2::Role::client), cr);
+  h2::SessionConfig sc = config(h2::Role::server);
+  sc.initial_stream_window = 16384;
+  auto server = make(sc, sr);
+  int first_state = 1;
+  sr.on_request = [&](int32_t id, bool) { require_ok(server->set_stream_user_data(id, &first_state)); };
+  auto first = client->submit_request(post(), true, &first_state);
+  REQUIRE(first.ok());
+  require_ok(client->send_data(*first, std::string(50000, 'x'), false));
+  pump(*client, *server);
+  require_ok(client->reset_stream(*first, h2::error_code::cancel));
+  pump(*client, *server);
+  REQUIRE(cr.streams[*first].closed == h2::error_code::cancel);
+  REQUIRE(sr.streams[*first].closed == h2::error_code::cancel);
+
+  // Same size of request, so both sides reuse the closed stream's objects.
+  sr.auto_consume = true;
+  sr.on_request = [&](int32_t id, bool) {
+    CHECK(server->stream_user_data(id) == nullptr);
+    require_ok(server->submit_response(id, status(200), true));
+    require_ok(server->send_data(id, "fresh", true));
+  };
+  auto second = client->submit_request(post(), true);
+  REQUIRE(second.ok());
+  CHECK(client->stream_user_data(*second) == nullptr);
+  CHECK(client->queued_bytes(*second) == 0);
+  require_ok(client->send_data(*second, "body", true));
+  pump(*client, *server);
+  CHECK(sr.streams[*second].body == "body");
+  CHECK(sr.streams[*second].closed == h2::error_code::no_error);
+  CHECK(cr.streams[*second].body == "fresh");
+  CHECK(cr.streams[*second].ends == 1);
+  CHECK(cr.streams[*second].closed == h2::error_code::no_error);
+  CHECK(client->queued_bytes() == 0);
+  CHECK(server->queued_bytes() == 0);
+}
+
+TEST_CASE("after the first requests, nghttp2 allocates from the session's cache, which idles small") {
+  Recorder cr, sr;
+  auto client = make(config(h2::Role::client), cr);
+  // A server's nghttp2 keeps up to max_concurrent_streams closed streams (for
+  // RFC 7540 priorities) before it frees any: a small limit reaches the
+  // steady state sooner.
+  h2::SessionConfig sc = config(h2::Role::server);
+  sc.max_concurrent_streams = 4;
+  auto server = make(sc, sr);
+  sr.on_request = [&](int32_t id, bool) {
+    http::ResponseHead head = status(200);
+    head.headers.add("content-type", "text/plain");
+    require_ok(server->submit_response(id, head, true));
+    require_ok(server->send_data(id, "hello", true));
+  };
+  auto exchange = [&] {
+    http::RequestHead head = get("/items?id=42");
+    head.headers.add("user-agent", "doctest");
+    auto id = client->submit_request(head, false);
+    REQUIRE(id.ok());
+    pump(*client, *server);
+    CHECK(cr.streams[*id].closed == h2::error_code::no_error);
+  };
+  for (int i = 0; i < 8; ++i) exchange();
+  uint64_t client_heap = client->nghttp2_memory().heap_allocations;
+  uint64_t server_heap = server->nghttp2_memory().heap_allocations;
+  uint64_t client_all = client->nghttp2_memory().allocations;
+  for (int i = 0; i < 50; ++i) exchange();
+  CHECK(client->nghttp2_memory().heap_allocations == client_heap);
+  CHECK(server->nghttp2_memory().heap_allocations == server_heap);
+  CHECK(client->nghttp2_memory().allocations > client_all + 50);  // the cache served them
+  // No stream open: each session keeps at most 4 KiB of freed blocks.
+  CHECK(client->nghttp2_memory().cached_bytes > 0);
+  CHECK(client->nghttp2_memory().cached_bytes <= 4096);
+  CHECK(server->nghttp2_memory().cached_bytes <= 4096);
+}
+
+TEST_CASE("a session keeps what its largest burst of streams needed between bursts") {
+  Recorder cr, sr;
+  auto client = make(config(h2::Role::client), cr);
+  h2::SessionConfig sc = config(h2::Role::server);
+  sc.max_concurrent_streams = 10;  // nghttp2's kept closed streams: see the case above
+  auto server = make(sc, sr);
+  sr.on_request = [&](int32_t id, bool) {
+    require_ok(server->submit_response(id, status(200), true));
+    require_ok(server->send_data(id, "hello", true));
+  };
+  // Ten requests at a time, as h2load -m10 sends them: every burst ends with
+  // no stream open on either side.
+  auto burst = [&](size_t streams) {
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < streams; ++i) {
+      auto id = client->submit_request(get("/items"), false);
+      REQUIRE(id.ok());
+      ids.push_back(*id);
+    }
+    pump(*client, *server);
+    for (int32_t id : ids) CHECK(cr.streams[id].closed == h2::error_code::no_error);
+  };
+  for (int i = 0; i < 4; ++i) burst(10);
+  uint64_t client_heap = client->nghttp2_memory().heap_allocations;
+  uint64_t server_heap = server->nghttp2_memory().heap_allocations;
+  trellis::testing::start_counting_allocations();
+  for (int i = 0; i < 20; ++i) burst(10);
+  size_t allocations = trellis::testing::stop_counting_allocations();
+  // What stays per request is the strings and field lists of the heads handed
+  // to the handlers, and the Recorder's copies: about 6. New streams instead
+  // of reused ones would add 4 per stream on each side.
+  CHECK(allocations <= 200 * 8);
+  CHECK(client->nghttp2_memory().heap_allocations == client_heap);
+  CHECK(server->nghttp2_memory().heap_allocations == server_heap);
+  CHECK(client->nghttp2_memory().cached_bytes <= 16 * 1024);
+  CHECK(server->nghttp2_memory().cached_bytes <= 16 * 1024);
 }
