@@ -49,6 +49,40 @@ report_ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f×", a / b }'
 }
 
+# Rounds (of 2 × runs) in which trellis-proxy served at least HAProxy's req/s.
+report_limited_rounds_won() {
+  awk -F'\t' '$1 == "limited-haproxy" { h[$2] = $4 } $1 == "limited-trellis" { t[$2] = $4 }
+    END { for (r in h) if (r in t) { n++; if (t[r] != "-" && h[r] != "-" && t[r] >= h[r]) w++ }
+          printf "%d of %d", w, n }' "$BENCH_RESULTS"
+}
+
+report_limited_section() {
+  if ((!CPU_LIMITED)); then
+    printf '### HTTP/1.1, each proxy limited to %sm CPU\n\nNot measured: no cgroup cpu controller on this machine.\n\n' \
+      "$BENCH_CPU_LIMIT"
+    return
+  fi
+  local haproxy trellis
+  haproxy=$(load_summary limited-haproxy | cut -d' ' -f1)
+  trellis=$(load_summary limited-trellis | cut -d' ' -f1)
+  cat <<EOT
+### HTTP/1.1, each proxy limited to ${BENCH_CPU_LIMIT}m CPU (wrk as above, $((2 * BENCH_RUNS)) alternating rounds, medians)
+
+Each proxy in its own cgroup with a CFS quota of $((BENCH_CPU_LIMIT / 10)) ms per 100 ms, the way the kubelet enforces a
+sidecar's \`resources.limits.cpu\`. The proxy is the bottleneck here, not CPU $BENCH_LOAD_CPU: these req/s are what each
+proxy serves per CPU it is allowed. "proxy waited" includes the time the proxy was throttled, and the p99 shows
+what a CPU limit does to the tail: a request that arrives once the period's quota is spent waits for the next period.
+
+$(report_load_header)
+$(report_load_row "HAProxy, nbthread 1, ${BENCH_CPU_LIMIT}m" limited-haproxy)
+$(report_load_row "trellis-proxy, 1 worker, ${BENCH_CPU_LIMIT}m" limited-trellis)
+
+trellis-proxy / HAProxy: $(report_ratio "$trellis" "$haproxy"); trellis-proxy served at least HAProxy's req/s in
+$(report_limited_rounds_won) rounds. Throttled periods (quota used up before the period ended) / periods:
+HAProxy ${THROTTLED_HAPROXY/ / \/ }, trellis-proxy ${THROTTLED_TRELLIS/ / \/ }.
+EOT
+}
+
 report_tables() {
   local direct haproxy trellis
   direct=$(load_summary direct-h1 | cut -d' ' -f1)
@@ -73,6 +107,8 @@ EOF
 trellis-proxy / HAProxy: $(report_ratio "$trellis" "$haproxy"); trellis-proxy / direct: $(report_ratio "$trellis" "$direct");
 HAProxy / direct: $(report_ratio "$haproxy" "$direct"). Split route: ${SPLIT_V1:-?} requests to backend-v1,
 ${SPLIT_V2:-?} to backend-v2 (${SPLIT_SHARE:-?} % to v2; weights 80/20).
+
+$(report_limited_section)
 
 ### Event batching (wrk -c$LOAD_CONNECTIONS on the same path; epoll_wait returns over 1 s, perf)
 
@@ -214,6 +250,15 @@ EOF
   trellis_best=$(load_best trellis-h1)
   printf '| the same, best run of each (for reference) | %s vs %s (%s) | – |\n' \
     "$(report_int "$trellis_best")" "$(report_int "$haproxy_best")" "$(report_ratio "$trellis_best" "$haproxy_best")"
+  if ((CPU_LIMITED)); then
+    local haproxy_limited trellis_limited
+    haproxy_limited=$(load_summary limited-haproxy | cut -d' ' -f1)
+    trellis_limited=$(load_summary limited-trellis | cut -d' ' -f1)
+    printf '| the same with each proxy limited to %sm CPU (the proxy is the bottleneck) | %s vs %s (%s; %s rounds) | %s |\n' \
+      "$BENCH_CPU_LIMIT" "$(report_int "$trellis_limited")" "$(report_int "$haproxy_limited")" \
+      "$(report_ratio "$trellis_limited" "$haproxy_limited")" "$(report_limited_rounds_won)" \
+      "$(awk -v a="$trellis_limited" -v b="$haproxy_limited" 'BEGIN { print (a != "-" && b != "-" && a >= b) ? "met" : "not met" }')"
+  fi
   idle=$(cut -d' ' -f1 <<<"$MEM_TRELLIS_IDLE")
   printf '| idle RSS ≤ 8 MiB (small table) | %s MiB | %s |\n' "$(bench_kib_to_mib "$idle")" \
     "$( ((idle <= 8192)) && echo met || echo 'not met')"
