@@ -168,7 +168,7 @@ void Http2Connection::submit(Http2Stream& s) {
                                               "cannot send the request: " + id.error().message));
     return;
   }
-  streams_.insert(&s);
+  list(s);
   idle_deadline_.disarm();
   s.request_ended_ = !has_body;
   s.submitted(*this, id.value());
@@ -197,7 +197,7 @@ void Http2Connection::send_trailers(Http2Stream& s, trellis::http::HeaderMap&& t
 }
 
 void Http2Connection::abandon(Http2Stream& s, const std::string& why) {
-  streams_.erase(&s);
+  unlist(s);
   (void)session_->set_stream_user_data(s.id_, nullptr);
   (void)session_->reset_stream(s.id_, h2::error_code::internal_error);
   s.detached();
@@ -218,7 +218,7 @@ void Http2Connection::cancel(Http2Stream& s) {
     closed_.erase(closed);  // already closed by the session: nothing to reset
     return;
   }
-  streams_.erase(&s);
+  unlist(s);
   if (state_ == State::closed) return;
   (void)session_->set_stream_user_data(s.id_, nullptr);
   // A complete response to a complete request: the stream closes by itself
@@ -280,7 +280,7 @@ void Http2Connection::flush() {
     if (s->congested()) congested.push_back(s);
   }
   for (Http2Stream* s : congested) {
-    if (streams_.count(s) != 0) s->sync_congestion();  // may destroy streams
+    if (listed(s)) s->sync_congestion();  // may destroy streams
   }
   if (state_ == State::closed) return;
   maybe_idle();
@@ -300,6 +300,24 @@ void Http2Connection::maybe_idle() {
 
 Http2Stream* Http2Connection::stream(int32_t id) const {
   return session_->stream_data<Http2Stream>(id);
+}
+
+void Http2Connection::list(Http2Stream& s) {
+  s.slot_ = streams_.size();
+  streams_.push_back(&s);
+}
+
+void Http2Connection::unlist(Http2Stream& s) {
+  if (s.slot_ == Http2Stream::kUnlisted) return;
+  Http2Stream* last = streams_.back();
+  streams_[s.slot_] = last;
+  last->slot_ = s.slot_;
+  streams_.pop_back();
+  s.slot_ = Http2Stream::kUnlisted;
+}
+
+bool Http2Connection::listed(const Http2Stream* s) const {
+  return std::find(streams_.begin(), streams_.end(), s) != streams_.end();
 }
 
 void Http2Connection::note_peer_preface(size_t length) {
@@ -427,7 +445,7 @@ void Http2Connection::on_stream_close(int32_t id, uint32_t error_code) {
   Http2Stream* s = stream(id);
   flush_task_.schedule();  // room for waiting streams; maybe idle now
   if (s == nullptr) return;  // cancelled earlier
-  streams_.erase(s);
+  unlist(*s);
   if (in_session_) {
     closed_.push_back(Closed{s, error_code});  // a connection error may still explain it
   } else {

@@ -8,7 +8,6 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "common/event/deadline.h"
@@ -49,9 +48,12 @@ class Http2Stream final : public StreamBase {
   friend class Http2Connection;
   size_t queued_request_bytes() const override;
 
+  static constexpr size_t kUnlisted = static_cast<size_t>(-1);
+
   Http2Endpoint* endpoint_;                // while waiting
   Http2Connection* connection_ = nullptr;  // while its h2 stream is open
   int32_t id_ = 0;
+  size_t slot_ = kUnlisted;                // its index in connection_->streams_
   bool request_ended_ = false;             // the session has the request's end (END_STREAM)
   size_t owed_ = 0;                        // delivered while paused: credit not yet returned
   std::optional<Error> malformed_;         // the peer broke HTTP/2 message rules on it
@@ -103,6 +105,11 @@ class Http2Connection final : public Retired,
   void lost(const std::string& why);
   void close(bool graceful);
   Http2Stream* stream(int32_t id) const;
+  // streams_ keeps each stream's index in its slot_: listing and unlisting
+  // cost no allocation per request once the vector has grown.
+  void list(Http2Stream& stream);
+  void unlist(Http2Stream& stream);  // no-op when it is not listed
+  bool listed(const Http2Stream* stream) const;  // by address: it may be gone
 
   // Transport::Handler
   void on_transport_data(const char* data, size_t length) override;
@@ -128,8 +135,8 @@ class Http2Connection final : public Retired,
   std::unique_ptr<http2::Session> session_;
   State state_ = State::connecting;
   bool counted_open_ = false;
-  std::unordered_set<Http2Stream*> streams_;  // submitted and not closed
-  std::vector<Closed> closed_;                // closed inside receive()/produce(), settled after
+  std::vector<Http2Stream*> streams_;  // submitted and not closed, in no order
+  std::vector<Closed> closed_;        // closed inside receive()/produce(), settled after
   bool in_session_ = false;
   std::optional<Error> session_error_;
   std::string lost_reason_;  // why every stream still open was cut off
