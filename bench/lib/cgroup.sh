@@ -39,9 +39,13 @@ cgroup_remove_stale() {
   done
 }
 
+# The cgroup this run makes for `label`.
+cgroup_dir() { echo "$CGROUP_CPU_ROOT/$CGROUP_PREFIX$$-$1"; }
+
 # Moves a process (every thread) into a new cgroup limited to `millicores`.
 cgroup_cpu_limit() {  # label, pid, millicores
-  local dir=$CGROUP_CPU_ROOT/$CGROUP_PREFIX$$-$1
+  local dir
+  dir=$(cgroup_dir "$1")
   local quota=$(($3 * CGROUP_PERIOD_US / 1000))
   mkdir "$dir" || return 1
   CGROUP_DIRS+=("$dir")
@@ -55,7 +59,8 @@ cgroup_cpu_limit() {  # label, pid, millicores
 
 # Lifts the limit of a cgroup made by cgroup_cpu_limit; its process stays in it.
 cgroup_cpu_unlimit() {  # label
-  local dir=$CGROUP_CPU_ROOT/$CGROUP_PREFIX$$-$1
+  local dir
+  dir=$(cgroup_dir "$1")
   if ((CGROUP_CPU_VERSION == 2)); then
     echo "max $CGROUP_PERIOD_US" >"$dir/cpu.max"
   else
@@ -66,7 +71,7 @@ cgroup_cpu_unlimit() {  # label
 # How often the cgroup's quota ran out: "<throttled periods> <periods>".
 cgroup_cpu_throttled() {  # label
   awk '$1 == "nr_throttled" { t = $2 } $1 == "nr_periods" { p = $2 } END { print t + 0, p + 0 }' \
-    "$CGROUP_CPU_ROOT/$CGROUP_PREFIX$$-$1/cpu.stat" 2>/dev/null || echo "0 0"
+    "$(cgroup_dir "$1")/cpu.stat" 2>/dev/null || echo "0 0"
 }
 
 # After bench_stop_all: the cgroups are empty once their processes are reaped.

@@ -58,7 +58,7 @@ report_limited_rounds_won() {
 
 report_limited_section() {
   if ((!CPU_LIMITED)); then
-    printf '### HTTP/1.1, each proxy limited to %sm CPU\n\nNot measured: no cgroup cpu controller on this machine.\n\n' \
+    printf '### HTTP/1.1, each proxy limited to %sm CPU\n\nNot measured: no cgroup cpu controller on this machine, or the proxies could not be moved into one (see the run'"'"'s log).\n\n' \
       "$BENCH_CPU_LIMIT"
     return
   fi
